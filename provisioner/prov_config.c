@@ -1,0 +1,70 @@
+/*
+ * prov_config.c - the provisioner's options table (drives parsing and --help).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "prov_config.h"
+#include "version.h"
+
+static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+int prov_config_parse(struct prov_config *cfg, int argc, char **argv)
+{
+    *cfg = (struct prov_config){
+        .provisioner_name = PROV_DEFAULT_NAME,
+        .root = PROV_DEFAULT_ROOT,
+        .log_format = "text",
+        .log_level = "info",
+    };
+    const struct opt_def opts[] = {
+        {"kubeconfig", OPT_STRING, &cfg->kubeconfig, "FILE",
+         "kubeconfig to use instead of the in-cluster service account.", NULL, 0, 0, NULL,
+         "KUBECONFIG", false},
+        {"node-name", OPT_STRING, &cfg->node_name, "NAME",
+         "Name of the Node this process serves (use the downward API in a DaemonSet).", NULL, 0,
+         0, NULL, "NODE_NAME", true},
+        {"provisioner-name", OPT_STRING, &cfg->provisioner_name, "NAME",
+         "The StorageClass 'provisioner' value to act for.", PROV_DEFAULT_NAME, 0, 0, NULL, NULL,
+         false},
+        {"root", OPT_STRING, &cfg->root, "DIR",
+         "Node directory that holds one entry per volume.", PROV_DEFAULT_ROOT, 0, 0, NULL, NULL,
+         false},
+        {"allowed-root", OPT_STRING_LIST, &cfg->allowed_roots, "DIR",
+         "A directory a StorageClass 'root' parameter may name (the --root is always allowed).",
+         NULL, 0, 0, NULL, NULL, false},
+        {"device-dir", OPT_STRING_LIST, &cfg->device_dirs, "DIR",
+         "Directory whose entries are candidate block devices for the device backend.", NULL, 0,
+         0, NULL, NULL, false},
+        {"log-format", OPT_CHOICE, &cfg->log_format, "FORMAT",
+         "Log as text for people or as JSON lines for collectors.", "text", 0, 0, log_formats,
+         NULL, false},
+        {"log-level", OPT_CHOICE, &cfg->log_level, "LEVEL", "Least severe level logged.", "info",
+         0, 0, log_levels, NULL, false},
+    };
+    const struct opt_cmd cmd = {
+        .name = "ordinal-provisioner",
+        .usage = "--node-name NAME [options]",
+        .summary = "Binds the PersistentVolumeClaims of StorageClasses whose provisioner is "
+                   "ordinal.dev/local\n"
+                   "to per-ordinal hostPath directories or local block devices on this node.\n"
+                   "Runs until SIGTERM or SIGINT; all state is rebuilt from the API and the node "
+                   "layout on start.",
+        .opts = opts,
+        .n_opts = ARRAY_SIZE(opts),
+        .epilog = "Node layout:\n"
+                  "  ROOT/NAMESPACE/STATEFULSET/ORDINAL/TEMPLATE   StatefulSet claims\n"
+                  "  ROOT/NAMESPACE/_claims/CLAIM                  any other claim of the class\n"
+                  "  ROOT/.orphaned/                               data found without its PV\n\n"
+                  "Exit status: 0 after a clean shutdown, 1 on a fatal error, 2 on a usage error.\n",
+    };
+    return opts_parse(&cmd, "ordinal-provisioner", ORDINAL_VERSION, argc, argv, 1);
+}
+
+void prov_config_free(struct prov_config *cfg)
+{
+    strv_free(&cfg->allowed_roots);
+    strv_free(&cfg->device_dirs);
+}
