@@ -7,7 +7,7 @@
 
 #include "err.h"
 
-static void vset(ord_err *e, int code, const char *fmt, va_list ap)
+_printf_(3, 0) static void vset(ord_err *e, int code, const char *fmt, va_list ap)
 {
     e->code = code;
     vsnprintf(e->msg, sizeof(e->msg), fmt, ap);

@@ -85,19 +85,16 @@ int quantity_parse(const char *s, uint64_t *ret, ord_err *e)
     if (!seen_digit)
         return err_set(e, -EINVAL, "'%s' is not a quantity; write a size such as 10Gi or 500M", s);
 
-    if (*p == 'e' || *p == 'E') {
+    /* 'e'/'E' starts an exponent, except "E" alone and "Ei", which are suffixes. */
+    if ((*p == 'e' || *p == 'E') && !(p[0] == 'E' && (p[1] == '\0' || p[1] == 'i'))) {
         r = parse_exponent(p + 1, &exp10);
         if (r == -ERANGE)
             return err_set(e, -ERANGE, "quantity '%s' is out of range", s);
         if (r < 0)
-            /* "E" alone is the exa suffix; "E5" an exponent; anything else is garbage. */
-            if (!(p[0] == 'E' && p[1] == '\0'))
-                return err_set(e, -EINVAL,
-                               "'%s' is not a quantity: bad exponent or suffix '%s'", s, p);
-        if (r == 0)
-            p = "";
+            return err_set(e, -EINVAL, "'%s' is not a quantity: bad exponent '%s'", s, p);
+        p = "";
     }
-    if (*p || exp10 == 0) {
+    if (*p || exp10 == 0) { /* a suffix, possibly the empty one */
         const struct suffix *sfx = NULL;
         for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++)
             if (strcmp(p, suffixes[i].s) == 0)
