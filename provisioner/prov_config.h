@@ -4,6 +4,8 @@
 #ifndef ORDINAL_PROV_CONFIG_H
 #define ORDINAL_PROV_CONFIG_H
 
+#include <stdint.h>
+
 #include "opts.h"
 
 #define PROV_DEFAULT_NAME "ordinal.dev/local"
@@ -18,6 +20,8 @@ struct prov_config {
     struct strv device_dirs;
     const char *log_format;
     const char *log_level;
+    uint64_t workers;        /* claims and volumes processed in parallel */
+    uint64_t resync_seconds; /* every object is looked at again this often */
 };
 
 /* Parses argv; returns OPTS_OK, OPTS_EXIT or -EINVAL (message printed). */

@@ -1,0 +1,83 @@
+/*
+ * backend.h - volume backends as a const table of operations, like libblkid's idinfo tables.
+ *
+ * The controller decides (which claim, which identity, which class); a backend makes and
+ * removes the thing on the node. The directory backend is dir_backend.c; the device backend
+ * plugs in with the same table. The crash-safe protocol the operations implement:
+ *
+ *   prepare   make the volume under a name no PV points at yet (".pending-<claim uid>"
+ *             beside the entry), durable (fsync) before the PV is created;
+ *   (the controller creates the PV)
+ *   commit    move it to the entry the PV names (rename, fsync), idempotent;
+ *   abort     undo prepare when the PV will never exist (lost a 409 race, claim gone), only
+ *             for what this attempt created;
+ *   release   reclaim Delete: remove the entry safely;
+ *   orphan    move data found at an entry without a PV aside, under <root>/.orphaned/.
+ */
+#ifndef ORDINAL_BACKEND_H
+#define ORDINAL_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "capacity.h"
+#include "class_params.h"
+#include "err.h"
+#include "vol_layout.h"
+
+#define BACKEND_PATH_MAX (CLASS_PATH_MAX + VLAYOUT_REL_MAX + 2)
+
+/* What the backend needs from the controller, shared by all calls. */
+struct backend_ctx {
+    struct cap_ledger *ledger;
+};
+
+struct vol_request {
+    const struct class_params *params;
+    const struct vol_identity *id;
+    const char *claim_uid; /* names the pending entry */
+    const char *pv_name;   /* the ledger key */
+    uint64_t request;      /* bytes */
+    bool block;            /* volumeMode Block */
+};
+
+struct vol_prepared {
+    char path[BACKEND_PATH_MAX]; /* the entry path the PV will name */
+    bool created_now;            /* prepare made the pending entry in this call */
+};
+
+struct prov_backend {
+    const char *name; /* the StorageClass `backend` value */
+    /* Returns 0, -ENOSPC (no room), -EOPNOTSUPP (unsupported request), other errnos; e says. */
+    int (*prepare)(const struct backend_ctx *ctx, const struct vol_request *req,
+                   struct vol_prepared *ret, ord_err *e);
+    /* Returns 0 (also when already committed), -ENOENT when neither pending nor entry exist. */
+    int (*commit)(const struct backend_ctx *ctx, const struct vol_request *req, ord_err *e);
+    /* Best effort; only removes what prepare created. */
+    void (*abort)(const struct backend_ctx *ctx, const struct vol_request *req);
+    /* Returns 0 when nothing is left, -EXDEV (a mount inside; left in place), other errnos. */
+    int (*release)(const struct backend_ctx *ctx, const struct class_params *params,
+                   const struct vol_identity *id, ord_err *e);
+    /*
+     * Whether data exists at the entry: returns 1 and moves it to .orphaned (ret_dest, relative
+     * to the root), 0 when there was nothing, or a negative errno.
+     */
+    int (*orphan)(const struct backend_ctx *ctx, const struct class_params *params,
+                  const struct vol_identity *id, time_t now, char *ret_dest, size_t dest_size,
+                  ord_err *e);
+    /* Whether the entry exists: 1, 0, or a negative errno. */
+    int (*exists)(const struct backend_ctx *ctx, const struct class_params *params,
+                  const struct vol_identity *id);
+};
+
+extern const struct prov_backend dir_backend;
+
+/* The backend for a kind, or NULL when this build has none. */
+const struct prov_backend *backend_for(enum vol_backend_kind kind);
+
+/* root + "/" + entry into buf. Returns 0, -ENAMETOOLONG, -EINVAL. */
+int backend_entry_path(const char *root, const struct vol_identity *id, char *buf, size_t size);
+
+#endif

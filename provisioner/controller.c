@@ -1,0 +1,1256 @@
+/*
+ * controller.c - the provisioner's control loop (see controller.h).
+ *
+ * Decisions, in the order sync_claim() takes them for a claim:
+ *   1. Is it ours to look at? Pending, no volumeName, not being deleted, the storage-provisioner
+ *      annotation names us, its class is ours. If PV pvc-<uid> already exists, the claim was
+ *      provisioned (by us or another node): nothing to do.
+ *   2. Does a PV of ours already hold this identity's data (namespace/statefulset/ordinal/
+ *      template, or namespace/claim)? A retained one is handed to the claim (its claimRef is
+ *      pointed at the claim; the PV controller completes the bind) by the node that owns it,
+ *      whatever node the scheduler picked. One with reclaim Delete that is still being deleted
+ *      makes us wait for it, so that the new volume cannot meet the old data.
+ *   3. Is it this node's to provision? WaitForFirstConsumer: the selected-node annotation
+ *      names us. Immediate: every node races, the PV name decides.
+ *   4. Parameters, identity and capacity; data found at the entry without a PV is moved to
+ *      .orphaned and reported; the backend prepares the volume under a pending name; the PV
+ *      is created; the backend commits (renames) the volume into place.
+ * Any refusal a person must fix becomes a ProvisioningFailed Event, and with
+ * WaitForFirstConsumer the selected-node annotation is removed so that the scheduler tries
+ * another node. Transient API trouble is retried with backoff without an Event.
+ *
+ * sync_volume() handles a PV of ours: completes an interrupted commit, keeps the capacity
+ * ledger, and for a Released PV with reclaim Delete removes the directory, then the PV.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "capacity.h"
+#include "class_params.h"
+#include "controller.h"
+#include "events.h"
+#include "identity.h"
+#include "json.h"
+#include "kube_informer.h"
+#include "vol_layout.h"
+#include "log.h"
+#include "objects.h"
+#include "pv_build.h"
+#include "quantity.h"
+#include "workqueue.h"
+
+#define KEY_MAX       (2 * K8S_NAME_MAX + 8)
+#define MAX_WORKERS   64
+#define RESYNC_KEY    "r/"
+#define WAIT_RETRY_MS 1000
+
+struct controller {
+    const struct prov_config *cfg;
+    struct kube_client *client;
+    struct kube_informer *pvcs, *pvs, *classes, *sets, *node;
+    struct workqueue *q;
+    struct events *ev;
+    struct cap_ledger *ledger;
+    struct backend_ctx bctx;
+    struct class_limits limits;
+    char *default_root; /* --root, normalised */
+    pthread_t workers[MAX_WORKERS];
+    size_t n_workers;
+    atomic_bool started;
+    /*
+     * PVs this process is creating right now (claim workers between prepare and commit), so
+     * that a volume worker that sees the new PV first does not take the normal commit for the
+     * repair of an interrupted one. At most one entry per worker.
+     */
+    pthread_mutex_t inflight_lock;
+    char inflight[MAX_WORKERS][K8S_NAME_MAX + 1];
+};
+
+static void inflight_set(struct controller *ctl, const char *pv_name, bool on)
+{
+    pthread_mutex_lock(&ctl->inflight_lock);
+    for (size_t i = 0; i < MAX_WORKERS; i++) {
+        if (on && !ctl->inflight[i][0]) {
+            snprintf(ctl->inflight[i], sizeof(ctl->inflight[i]), "%s", pv_name);
+            break;
+        }
+        if (!on && streq(ctl->inflight[i], pv_name)) {
+            ctl->inflight[i][0] = '\0';
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ctl->inflight_lock);
+}
+
+static bool inflight_has(struct controller *ctl, const char *pv_name)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&ctl->inflight_lock);
+    for (size_t i = 0; i < MAX_WORKERS && !found; i++)
+        found = streq(ctl->inflight[i], pv_name);
+    pthread_mutex_unlock(&ctl->inflight_lock);
+    return found;
+}
+
+/* How a claim sync ended, for the worker's retry decision. */
+enum {
+    SYNC_DONE = 0,  /* nothing more to do until something changes */
+    SYNC_RETRY = 1, /* try again after backoff */
+    SYNC_WAIT = 2,  /* waiting for another object to change; look again soon */
+};
+
+/* ---- keys and informer callbacks ---- */
+
+static void enqueue_claim(struct controller *ctl, const char *ns, const char *name)
+{
+    char key[KEY_MAX];
+
+    if (snprintf(key, sizeof(key), "c/%s/%s", ns, name) < (int)sizeof(key))
+        (void)wq_add(ctl->q, key);
+}
+
+static void enqueue_volume(struct controller *ctl, const char *name)
+{
+    char key[KEY_MAX];
+
+    if (snprintf(key, sizeof(key), "v/%s", name) < (int)sizeof(key))
+        (void)wq_add(ctl->q, key);
+}
+
+static bool claim_unbound(const struct obj_pvc *c)
+{
+    return !c->volume_name && (!c->phase || streq(c->phase, "Pending")) && !c->deleting;
+}
+
+static void on_claim_add(struct kube_obj *o, void *ud)
+{
+    struct controller *ctl = ud;
+
+    if (claim_unbound(kube_obj_data(o)))
+        enqueue_claim(ctl, kube_obj_namespace(o), kube_obj_name(o));
+}
+
+static void on_claim_update(struct kube_obj *old, struct kube_obj *o, void *ud)
+{
+    struct controller *ctl = ud;
+
+    if (claim_unbound(kube_obj_data(o)))
+        enqueue_claim(ctl, kube_obj_namespace(o), kube_obj_name(o));
+    else if (ctl->ev && claim_unbound(kube_obj_data(old)))
+        events_forget(ctl->ev, kube_obj_uid(o));
+}
+
+static void on_claim_delete(struct kube_obj *o, void *ud)
+{
+    struct controller *ctl = ud;
+
+    if (ctl->ev)
+        events_forget(ctl->ev, kube_obj_uid(o));
+}
+
+static void on_volume_add(struct kube_obj *o, void *ud)
+{
+    enqueue_volume(ud, kube_obj_name(o));
+}
+
+static void on_volume_update(struct kube_obj *old, struct kube_obj *o, void *ud)
+{
+    enqueue_volume(ud, kube_obj_name(o));
+}
+
+static void on_volume_delete(struct kube_obj *o, void *ud)
+{
+    struct controller *ctl = ud;
+    const struct obj_pv *pv = kube_obj_data(o);
+
+    enqueue_volume(ctl, kube_obj_name(o));
+    /* A claim may have been waiting for this volume (an old one of its identity) to go. */
+    if (pv->claim_ns && pv->claim_name)
+        enqueue_claim(ctl, pv->claim_ns, pv->claim_name);
+    if (pv->ann_ns && pv->ann_claim)
+        enqueue_claim(ctl, pv->ann_ns, pv->ann_claim);
+}
+
+/* Queues every unbound claim, of one namespace (ns) or class (cls) when given. */
+static void enqueue_unbound_claims(struct controller *ctl, const char *ns, const char *cls)
+{
+    struct kube_obj **objs = NULL;
+    size_t n = 0;
+
+    if (kube_informer_list(ctl->pvcs, &objs, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const struct obj_pvc *c = kube_obj_data(objs[i]);
+
+        if (!claim_unbound(c) || (ns && !streq(ns, kube_obj_namespace(objs[i]))) ||
+            (cls && !(c->storage_class && streq(c->storage_class, cls))))
+            continue;
+        enqueue_claim(ctl, kube_obj_namespace(objs[i]), kube_obj_name(objs[i]));
+    }
+    kube_obj_list_free(objs, n);
+}
+
+static void on_class_change(struct kube_obj *o, void *ud)
+{
+    struct controller *ctl = ud;
+
+    if (atomic_load(&ctl->started))
+        enqueue_unbound_claims(ctl, NULL, kube_obj_name(o));
+}
+
+static void on_class_update(struct kube_obj *old, struct kube_obj *o, void *ud)
+{
+    on_class_change(o, ud);
+}
+
+static void on_set_change(struct kube_obj *o, void *ud)
+{
+    struct controller *ctl = ud;
+
+    if (atomic_load(&ctl->started))
+        enqueue_unbound_claims(ctl, kube_obj_namespace(o), NULL);
+}
+
+static void on_set_update(struct kube_obj *old, struct kube_obj *o, void *ud)
+{
+    on_set_change(o, ud);
+}
+
+static void on_informer_error(int r, const ord_err *e, void *ud)
+{
+    log_debug_errno(r, "informer: %s", err_msg(e));
+}
+
+/* ---- lookups ---- */
+
+static bool class_is_ours(struct controller *ctl, const struct obj_sc *sc)
+{
+    return sc->provisioner && streq(sc->provisioner, ctl->cfg->provisioner_name);
+}
+
+/*
+ * The claim's identity: a StatefulSet ordinal when the name resolves against the namespace's
+ * StatefulSets, else a plain claim. When the name looks like a StatefulSet claim but no
+ * StatefulSet of the cache matches, the cache may just be behind the claim (both are created
+ * within milliseconds): the StatefulSets are then listed from the API before deciding.
+ * Returns 0 and *ret, or a negative errno with a message (-ENOTUNIQ, -EINVAL).
+ */
+static int resolve_identity(struct controller *ctl, const char *ns, const char *claim, bool ask_api,
+                            struct vol_identity *ret, ord_err *e)
+{
+    struct kube_obj **objs = NULL;
+    struct sts_templates *sets = NULL;
+    struct ordinal_id oid;
+    size_t n = 0, k = 0;
+    const char *dash, *dash2;
+    int32_t ord;
+    int r;
+
+    r = kube_informer_list(ctl->sets, &objs, &n);
+    if (r < 0)
+        return err_set(e, r, "out of memory");
+    sets = calloc(n ? n : 1, sizeof(*sets));
+    if (!sets) {
+        kube_obj_list_free(objs, n);
+        return err_set(e, -ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct obj_sts *s = kube_obj_data(objs[i]);
+
+        if (!streq(kube_obj_namespace(objs[i]), ns))
+            continue;
+        sets[k].name = kube_obj_name(objs[i]);
+        sets[k].templates = (const char *const *)s->templates;
+        sets[k].n_templates = s->n_templates;
+        k++;
+    }
+    r = identity_resolve(claim, sets, k, &oid, e);
+    free(sets);
+    kube_obj_list_free(objs, n);
+
+    /*
+     * Looks like <template>-<sts>-<ordinal> (the part before the ordinal holds a dash between
+     * two non-empty names): ask the API server, not the cache.
+     */
+    if (r == IDENTITY_NOT_STS && ask_api && (dash = strrchr(claim, '-')) &&
+        identity_parse_ordinal(dash + 1, strlen(dash + 1), &ord) == 0 &&
+        (dash2 = memrchr(claim, '-', (size_t)(dash - claim))) && dash2 > claim &&
+        dash2 + 1 < dash) {
+        _cleanup_(cJSON_Deletep) cJSON *list = NULL;
+        const cJSON *it;
+        struct obj_sts **decoded;
+        size_t nd = 0, cnt;
+        ord_err le = {0};
+
+        r = kube_list(ctl->client, &KUBE_RES_STATEFULSETS, ns, NULL, &list, &le);
+        if (r < 0)
+            return err_set(e, r, "cannot list the StatefulSets of namespace '%s': %s", ns,
+                           err_msg(&le));
+        cnt = json_array_len(json_path(list, "items"));
+        decoded = calloc(cnt ? cnt : 1, sizeof(*decoded));
+        sets = calloc(cnt ? cnt : 1, sizeof(*sets));
+        if (!decoded || !sets) {
+            free(decoded);
+            free(sets);
+            return err_set(e, -ENOMEM, "out of memory");
+        }
+        cJSON_ArrayForEach(it, json_path(list, "items"))
+        {
+            void *d = NULL;
+            const char *nm = json_string(it, "metadata.name");
+
+            if (!nm || obj_decode_sts(it, &d, NULL, NULL) < 0)
+                continue;
+            decoded[nd] = d;
+            sets[nd].name = nm;
+            sets[nd].templates = (const char *const *)decoded[nd]->templates;
+            sets[nd].n_templates = decoded[nd]->n_templates;
+            nd++;
+        }
+        r = identity_resolve(claim, sets, nd, &oid, e);
+        for (size_t i = 0; i < nd; i++)
+            obj_free_sts(decoded[i]);
+        free(decoded);
+        free(sets);
+    }
+    if (r < 0)
+        return r;
+    if (r == IDENTITY_STS)
+        r = vlayout_identity_sts(ret, ns, claim, oid.statefulset, oid.template_name, oid.ordinal);
+    else
+        r = vlayout_identity_claim(ret, ns, claim);
+    if (r < 0)
+        return err_set(e, r, "claim '%s' cannot name a directory", claim);
+    return 0;
+}
+
+/* The identity a PV of ours records in its annotations. Returns 0 or -EINVAL. */
+static int pv_identity(const struct obj_pv *pv, const char *claim_hint, struct vol_identity *ret)
+{
+    if (!pv->ann_ns)
+        return -EINVAL;
+    if (pv->ann_sts || pv->ann_tmpl) {
+        if (!pv->ann_sts || !pv->ann_tmpl || pv->ann_ordinal < 0)
+            return -EINVAL;
+        return vlayout_identity_sts(ret, pv->ann_ns, claim_hint ? claim_hint : pv->ann_tmpl,
+                                    pv->ann_sts, pv->ann_tmpl, pv->ann_ordinal);
+    }
+    if (!pv->ann_claim)
+        return -EINVAL;
+    return vlayout_identity_claim(ret, pv->ann_ns, pv->ann_claim);
+}
+
+/*
+ * The PV (provisioned by us, on any node) that holds the data of identity id, other than
+ * `except`. Prefers one not being deleted. Returns a new reference or NULL.
+ */
+static struct kube_obj *find_identity_volume(struct controller *ctl, const struct vol_identity *id,
+                                             const char *except)
+{
+    struct kube_obj **objs = NULL, *found = NULL;
+    size_t n = 0;
+
+    if (kube_informer_list(ctl->pvs, &objs, &n) < 0)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct obj_pv *pv = kube_obj_data(objs[i]);
+        struct vol_identity pid;
+
+        if (!pv->provisioned_by || !streq(pv->provisioned_by, ctl->cfg->provisioner_name) ||
+            (except && streq(kube_obj_name(objs[i]), except)))
+            continue;
+        if (pv_identity(pv, NULL, &pid) < 0 || !vlayout_identity_eq(&pid, id))
+            continue;
+        if (!found || ((const struct obj_pv *)kube_obj_data(found))->deleting)
+            found = objs[i];
+    }
+    if (found)
+        kube_obj_ref(found);
+    kube_obj_list_free(objs, n);
+    return found;
+}
+
+/* The Node's kubernetes.io/hostname label value into buf. Returns 0 or -ENOENT. */
+static int node_hostname(struct controller *ctl, char *buf, size_t size)
+{
+    _cleanup_(kube_obj_unrefp) struct kube_obj *o = NULL;
+    const struct obj_node *node;
+
+    if (kube_informer_get(ctl->node, NULL, ctl->cfg->node_name, &o) < 0)
+        return -ENOENT;
+    node = kube_obj_data(o);
+    /* Without the label the scheduler matches nothing; the name is the kubelet's default. */
+    snprintf(buf, size, "%s", node->hostname ? node->hostname : ctl->cfg->node_name);
+    return 0;
+}
+
+/* Class parameters of a class (decoded). */
+static int parse_class(struct controller *ctl, const char *name, const struct obj_sc *sc,
+                       struct class_params *ret, ord_err *e)
+{
+    return class_params_parse(name, sc->params, sc->n_params, &ctl->limits, ret, e);
+}
+
+/* ---- claim sync ---- */
+
+struct claim_ctx {
+    struct controller *ctl;
+    struct kube_obj *obj;
+    const struct obj_pvc *pvc;
+    const char *ns, *name, *uid;
+    struct event_ref ref;
+    bool wffc;
+};
+
+/*
+ * A refusal a person must act on: Event, log line, and with WaitForFirstConsumer the
+ * selected-node annotation removed so that the scheduler can pick another node.
+ * Returns SYNC_RETRY (the claim is looked at again after backoff).
+ */
+static int fail_claim(struct claim_ctx *cc, const ord_err *e)
+{
+    struct controller *ctl = cc->ctl;
+    _cleanup_(cJSON_Deletep) cJSON *patch = NULL;
+    ord_err pe = {0};
+    int r;
+
+    events_emit(ctl->ev, &cc->ref, true, "ProvisioningFailed", "%s", err_msg(e));
+    if (!cc->wffc) {
+        log_info("claim %s/%s: provisioning failed: %s", cc->ns, cc->name, err_msg(e));
+        return SYNC_RETRY;
+    }
+    r = pv_build_unselect_patch(kube_obj_resource_version(cc->obj), &patch);
+    if (r >= 0)
+        r = kube_patch(ctl->client, &KUBE_RES_PERSISTENTVOLUMECLAIMS, cc->ns, cc->name, NULL, patch,
+                       NULL, &pe);
+    if (r < 0 && r != KUBE_E_CONFLICT && r != KUBE_E_NOT_FOUND) {
+        log_warn("claim %s/%s: provisioning failed: %s; and cannot remove %s: %s", cc->ns, cc->name,
+                 err_msg(e), ANN_SELECTED_NODE, err_msg(&pe));
+        return SYNC_RETRY;
+    }
+    log_info("claim %s/%s: provisioning failed on this node: %s; removed %s so that the "
+             "scheduler picks another node",
+             cc->ns, cc->name, err_msg(e), ANN_SELECTED_NODE);
+    return SYNC_RETRY;
+}
+
+/*
+ * Hands a retained PV (pv_obj) of ours to the claim. Returns a SYNC_* value.
+ */
+static int rebind_retained(struct claim_ctx *cc, struct kube_obj *pv_obj)
+{
+    struct controller *ctl = cc->ctl;
+    const struct obj_pv *pv = kube_obj_data(pv_obj);
+    const char *pv_name = kube_obj_name(pv_obj);
+    _cleanup_(cJSON_Deletep) cJSON *patch = NULL;
+    char q1[QUANTITY_STR_MAX], q2[QUANTITY_STR_MAX];
+    ord_err e = {0};
+    int r;
+
+    if (pv->claim_uid && streq(pv->claim_uid, cc->uid))
+        return SYNC_DONE; /* handed over already; the PV controller completes the bind */
+    if (pv->deleting)
+        return SYNC_WAIT;
+    if (!(pv->storage_class && cc->pvc->storage_class &&
+          streq(pv->storage_class, cc->pvc->storage_class))) {
+        err_set(&e, -EINVAL,
+                "retained volume %s holds this claim's data but has StorageClass '%s', not "
+                "'%s'; give the claim that class, or move the data aside and delete the PV",
+                pv_name, pv->storage_class ? pv->storage_class : "",
+                cc->pvc->storage_class ? cc->pvc->storage_class : "");
+        events_emit(ctl->ev, &cc->ref, true, "ProvisioningFailed", "%s", err_msg(&e));
+        log_warn("claim %s/%s: %s", cc->ns, cc->name, err_msg(&e));
+        return SYNC_RETRY;
+    }
+    if (pv->capacity < cc->pvc->request) {
+        err_set(&e, -ENOSPC,
+                "retained volume %s holds this claim's data but was made for %s and the claim "
+                "asks for %s; ask for %s or less",
+                pv_name, quantity_format(pv->capacity, q1), quantity_format(cc->pvc->request, q2),
+                q1);
+        events_emit(ctl->ev, &cc->ref, true, "ProvisioningFailed", "%s", err_msg(&e));
+        log_warn("claim %s/%s: %s", cc->ns, cc->name, err_msg(&e));
+        return SYNC_RETRY;
+    }
+    if (!pv->phase || (!streq(pv->phase, "Released") && !streq(pv->phase, "Available"))) {
+        /* Still Bound to the claim's previous incarnation: the PV controller will release it. */
+        if (pv->claim_name &&
+            !(streq(pv->claim_name, cc->name) && pv->claim_ns && streq(pv->claim_ns, cc->ns)))
+            return SYNC_DONE; /* bound to another claim entirely: not ours to take */
+        return SYNC_WAIT;
+    }
+    r = pv_build_rebind_patch(kube_obj_resource_version(pv_obj), cc->ns, cc->name, cc->uid, &patch);
+    if (r >= 0)
+        r = kube_patch(ctl->client, &KUBE_RES_PERSISTENTVOLUMES, NULL, pv_name, NULL, patch, NULL,
+                       &e);
+    if (r == KUBE_E_CONFLICT || r == KUBE_E_NOT_FOUND)
+        return SYNC_WAIT;
+    if (r < 0) {
+        log_warn("claim %s/%s: cannot hand retained volume %s to it: %s", cc->ns, cc->name, pv_name,
+                 err_msg(&e));
+        return SYNC_RETRY;
+    }
+    log_info("claim %s/%s: handed retained volume %s (%s) to it; its data is back", cc->ns,
+             cc->name, pv_name, pv->path ? pv->path : "");
+    events_emit(ctl->ev, &cc->ref, false, "ProvisioningSucceeded",
+                "Bound to retained volume %s at %s on node %s, with the data it held", pv_name,
+                pv->path ? pv->path : "", ctl->cfg->node_name);
+    return SYNC_DONE;
+}
+
+/*
+ * Data at the entry that no PV of ours owns: never handed over silently, never destroyed
+ * silently. Returns 0 (nothing there, or moved aside and reported) or a negative errno.
+ */
+static int orphan_if_present(struct claim_ctx *cc, const struct prov_backend *be,
+                             const struct class_params *params, const struct vol_identity *id,
+                             const char *path, const char *pv_name, ord_err *e)
+{
+    struct controller *ctl = cc->ctl;
+    char dest[VLAYOUT_REL_MAX];
+    int r;
+
+    if (cap_ledger_has_path(ctl->ledger, path, pv_name))
+        return -EBUSY; /* a PV of ours, created moments ago, owns it: the cache is behind */
+    r = be->exists(&ctl->bctx, params, id);
+    if (r <= 0)
+        return r;
+    /*
+     * Before calling data nobody's, ask the API server rather than the caches: the entry may
+     * be this very claim's volume, committed by an earlier sync whose PV the informer has not
+     * delivered yet.
+     */
+    {
+        ord_err ge = {0};
+
+        r = kube_get(ctl->client, &KUBE_RES_PERSISTENTVOLUMES, NULL, pv_name, NULL, &ge);
+        if (r == 0)
+            return -EBUSY;
+        if (r != KUBE_E_NOT_FOUND)
+            return -EAGAIN;
+    }
+    r = be->orphan(&ctl->bctx, params, id, time(NULL), dest, sizeof(dest), e);
+    if (r <= 0)
+        return r;
+    log_warn("claim %s/%s: found data at '%s' that no volume owns; moved it to '%s/%s' instead "
+             "of handing it to the claim",
+             cc->ns, cc->name, path, params->root, dest);
+    events_emit(ctl->ev, &cc->ref, true, "OrphanedDataMoved",
+                "Data found at %s on node %s belonged to no PersistentVolume; it was moved to "
+                "%s/%s and the claim gets a new, empty volume. Copy back what you need.",
+                path, ctl->cfg->node_name, params->root, dest);
+    return 0;
+}
+
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/*
+ * Whether a PV of ours (on any node) already holds the data of identity id, and if so what to
+ * do: hand it over (Retain, owner node), wait for its reclaim (Delete, owner node), or leave
+ * the claim to the owner node. Returns true with the SYNC_* result in *ret, false when no PV
+ * holds the identity.
+ */
+static bool held_decision(struct claim_ctx *cc, const struct vol_identity *id, const char *pv_name,
+                          int *ret)
+{
+    struct controller *ctl = cc->ctl;
+    _cleanup_(kube_obj_unrefp) struct kube_obj *held = find_identity_volume(ctl, id, pv_name);
+    const struct obj_pv *hpv;
+
+    if (!held)
+        return false;
+    hpv = kube_obj_data(held);
+    if (!hpv->ann_node || !streq(hpv->ann_node, ctl->cfg->node_name)) {
+        *ret = SYNC_DONE; /* the node that holds the data decides */
+        return true;
+    }
+    if (hpv->reclaim == RECLAIM_RETAIN) {
+        *ret = rebind_retained(cc, held);
+        return true;
+    }
+    /* Reclaim Delete, not yet deleted: wait until the old data is gone. */
+    if ((hpv->claim_uid && streq(hpv->claim_uid, cc->uid)) ||
+        (cc->wffc &&
+         !(cc->pvc->selected_node && streq(cc->pvc->selected_node, ctl->cfg->node_name)))) {
+        *ret = SYNC_DONE;
+        return true;
+    }
+    log_debug("claim %s/%s: waiting for volume %s of its previous incarnation to be deleted",
+              cc->ns, cc->name, kube_obj_name(held));
+    *ret = SYNC_WAIT;
+    return true;
+}
+
+static int provision(struct claim_ctx *cc, const struct obj_sc *sc)
+{
+    struct controller *ctl = cc->ctl;
+    const struct obj_pvc *pvc = cc->pvc;
+    _cleanup_(cJSON_Deletep) cJSON *pv = NULL, *existing = NULL;
+    struct class_params params;
+    struct vol_identity id;
+    struct vol_prepared prep;
+    struct vol_request req;
+    const struct prov_backend *be;
+    char pv_name[K8S_NAME_MAX + 1], hostname[K8S_NAME_MAX + 1], q[QUANTITY_STR_MAX];
+    struct timespec t_start, t_create, t_created;
+    ord_err e = {0};
+    int r;
+
+    clock_gettime(CLOCK_MONOTONIC, &t_start);
+    snprintf(pv_name, sizeof(pv_name), "pvc-%s", cc->uid);
+    if (pvc->has_selector) {
+        err_set(&e, -EINVAL, "claim Selector is not supported by %s; remove spec.selector",
+                ctl->cfg->provisioner_name);
+        return fail_claim(cc, &e);
+    }
+    if (!pvc->request_text || pvc->request_bad || pvc->request == 0) {
+        err_set(&e, -EINVAL,
+                "the claim has no valid storage request ('%s'); set "
+                "spec.resources.requests.storage",
+                pvc->request_text ? pvc->request_text : "");
+        return fail_claim(cc, &e);
+    }
+    r = parse_class(ctl, pvc->storage_class, sc, &params, &e);
+    if (r < 0)
+        return fail_claim(cc, &e);
+    be = backend_for(params.backend);
+    if (!be) {
+        err_set(&e, -EOPNOTSUPP,
+                "StorageClass '%s': backend '%s' is not available in this provisioner build; "
+                "use backend 'directory'",
+                pvc->storage_class, vol_backend_kind_name(params.backend));
+        return fail_claim(cc, &e);
+    }
+    r = resolve_identity(ctl, cc->ns, cc->name, true, &id, &e);
+    if (r < 0)
+        return fail_claim(cc, &e);
+    /*
+     * The identity may differ from the one sync_claim() found in the caches (a StatefulSet
+     * re-created a moment ago): look again for a PV that holds its data.
+     */
+    if (held_decision(cc, &id, pv_name, &r))
+        return r;
+    r = node_hostname(ctl, hostname, sizeof(hostname));
+    if (r < 0) {
+        err_set(&e, r,
+                "Node '%s' does not exist; start the provisioner with the Node's name "
+                "(--node-name)",
+                ctl->cfg->node_name);
+        return fail_claim(cc, &e);
+    }
+
+    req = (struct vol_request){.params = &params,
+                               .id = &id,
+                               .claim_uid = cc->uid,
+                               .pv_name = pv_name,
+                               .request = pvc->request,
+                               .block = pvc->block};
+    {
+        char path[BACKEND_PATH_MAX];
+
+        if (backend_entry_path(params.root, &id, path, sizeof(path)) < 0) {
+            err_set(&e, -ENAMETOOLONG, "the volume path under '%s' is too long", params.root);
+            return fail_claim(cc, &e);
+        }
+        r = orphan_if_present(cc, be, &params, &id, path, pv_name, &e);
+        if (r == -EBUSY)
+            return SYNC_WAIT;
+        if (r == -EAGAIN)
+            return SYNC_RETRY;
+        if (r < 0) {
+            err_wrap(&e, r, "cannot move the data found at '%s' aside", path);
+            return fail_claim(cc, &e);
+        }
+    }
+    r = be->prepare(&ctl->bctx, &req, &prep, &e);
+    if (r < 0)
+        return fail_claim(cc, &e);
+
+    {
+        struct pv_spec spec = {
+            .name = pv_name,
+            .provisioner = ctl->cfg->provisioner_name,
+            .node_name = ctl->cfg->node_name,
+            .hostname = hostname,
+            .id = &id,
+            .root = params.root,
+            .path = prep.path,
+            .claim_uid = cc->uid,
+            .claim_rv = NULL,
+            .capacity = pvc->request,
+            .access_modes = pvc->access_modes,
+            .block = pvc->block,
+            .reclaim = sc->reclaim,
+            .storage_class = pvc->storage_class,
+            .mount_options = sc->mount_options,
+            .n_mount_options = sc->n_mount_options,
+            .pv_type = params.pv_type,
+        };
+
+        r = pv_build(&spec, &pv);
+        if (r < 0) {
+            be->abort(&ctl->bctx, &req);
+            return SYNC_RETRY;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t_create);
+    r = kube_create(ctl->client, &KUBE_RES_PERSISTENTVOLUMES, NULL, pv, NULL, &e);
+    clock_gettime(CLOCK_MONOTONIC, &t_created);
+    log_debug("claim %s/%s: prepare %.1f ms, PV create %.1f ms", cc->ns, cc->name,
+              ms_between(&t_start, &t_create), ms_between(&t_create, &t_created));
+    if (r == KUBE_E_ALREADY_EXISTS) {
+        /* Ours from an earlier attempt whose answer was lost, or another node won the race. */
+        void *dec = NULL;
+        ord_err ge = {0};
+
+        r = kube_get(ctl->client, &KUBE_RES_PERSISTENTVOLUMES, NULL, pv_name, &existing, &ge);
+        if (r == 0 && obj_decode_pv(existing, &dec, NULL, NULL) == 0) {
+            bool ours = obj_pv_is_ours(dec, ctl->cfg->provisioner_name, ctl->cfg->node_name);
+            char *winner = ((struct obj_pv *)dec)->ann_node;
+
+            if (!ours) {
+                log_info("claim %s/%s: node %s created %s first; removing this node's "
+                         "directory",
+                         cc->ns, cc->name, winner ? winner : "?", pv_name);
+                obj_free_pv(dec);
+                be->abort(&ctl->bctx, &req);
+                return SYNC_DONE;
+            }
+            obj_free_pv(dec);
+            r = 0;
+        } else {
+            log_warn("claim %s/%s: %s exists but cannot be read: %s", cc->ns, cc->name, pv_name,
+                     err_msg(&ge));
+            return SYNC_RETRY;
+        }
+    } else if (r == KUBE_E_INVALID || r == KUBE_E_FORBIDDEN || r == KUBE_E_BAD_REQUEST) {
+        be->abort(&ctl->bctx, &req);
+        err_wrap(&e, r, "the API server refused PersistentVolume %s", pv_name);
+        return fail_claim(cc, &e);
+    } else if (r < 0) {
+        /*
+         * The server may or may not have created it: keep the pending directory (it names the
+         * claim) and look again; the PV's name makes the retry idempotent.
+         */
+        log_warn("claim %s/%s: cannot create %s yet: %s", cc->ns, cc->name, pv_name, err_msg(&e));
+        return SYNC_RETRY;
+    }
+    r = be->commit(&ctl->bctx, &req, &e);
+    if (r < 0) {
+        log_error("claim %s/%s: created %s but cannot move its directory into place: %s; will "
+                  "retry",
+                  cc->ns, cc->name, pv_name, err_msg(&e));
+        enqueue_volume(ctl, pv_name);
+        return SYNC_RETRY;
+    }
+    log_info("claim %s/%s: provisioned %s at '%s' (%s, %s, reclaim %s)", cc->ns, cc->name, pv_name,
+             prep.path, quantity_format(pvc->request, q), pv_type_name(params.pv_type),
+             reclaim_policy_name(sc->reclaim));
+    events_emit(ctl->ev, &cc->ref, false, "ProvisioningSucceeded",
+                "Successfully provisioned volume %s at %s on node %s", pv_name, prep.path,
+                ctl->cfg->node_name);
+    return SYNC_DONE;
+}
+
+static int sync_claim(struct controller *ctl, const char *ns, const char *name)
+{
+    _cleanup_(kube_obj_unrefp) struct kube_obj *o = NULL, *sco = NULL, *pvo = NULL;
+    const struct obj_pvc *pvc;
+    const struct obj_sc *sc;
+    struct claim_ctx cc;
+    char pv_name[K8S_NAME_MAX + 1];
+    int r;
+
+    if (kube_informer_get(ctl->pvcs, ns, name, &o) < 0)
+        return SYNC_DONE;
+    pvc = kube_obj_data(o);
+    if (!claim_unbound(pvc) || !pvc->provisioner ||
+        !streq(pvc->provisioner, ctl->cfg->provisioner_name) || !pvc->storage_class)
+        return SYNC_DONE;
+    if (kube_informer_get(ctl->classes, NULL, pvc->storage_class, &sco) < 0)
+        return SYNC_DONE; /* the class informer requeues the claim when the class appears */
+    sc = kube_obj_data(sco);
+    if (!class_is_ours(ctl, sc))
+        return SYNC_DONE;
+
+    cc = (struct claim_ctx){
+        .ctl = ctl,
+        .obj = o,
+        .pvc = pvc,
+        .ns = ns,
+        .name = name,
+        .uid = kube_obj_uid(o),
+        .wffc = sc->wait_for_consumer,
+        .ref = {.kind = "PersistentVolumeClaim", .ns = ns, .name = name, .uid = kube_obj_uid(o)},
+    };
+    snprintf(pv_name, sizeof(pv_name), "pvc-%s", cc.uid);
+    if (kube_informer_get(ctl->pvs, NULL, pv_name, &pvo) == 0)
+        return SYNC_DONE; /* provisioned; the PV controller binds */
+
+    /* Data of this identity already held by a PV of ours? (identity from the caches) */
+    {
+        struct vol_identity id;
+        ord_err e = {0};
+
+        if (resolve_identity(ctl, ns, name, false, &id, &e) == 0 &&
+            held_decision(&cc, &id, pv_name, &r))
+            return r;
+    }
+    if (cc.wffc && !(pvc->selected_node && streq(pvc->selected_node, ctl->cfg->node_name)))
+        return SYNC_DONE;
+    inflight_set(ctl, pv_name, true);
+    r = provision(&cc, sc);
+    inflight_set(ctl, pv_name, false);
+    return r;
+}
+
+/* ---- volume sync ---- */
+
+/* Class-like parameters of a PV of ours, from its annotations, checked against our roots. */
+static int volume_params(struct controller *ctl, const char *pv_name, const struct obj_pv *pv,
+                         struct class_params *ret, struct vol_identity *ret_id, ord_err *e)
+{
+    struct class_kv kv[1] = {{"root", pv->ann_root}};
+    char path[BACKEND_PATH_MAX];
+    int r;
+
+    if (!pv->ann_root || pv_identity(pv, NULL, ret_id) < 0)
+        return err_set(e, -EINVAL, "PV %s lacks the ordinal.dev annotations", pv_name);
+    r = class_params_parse(pv_name, kv, 1, &ctl->limits, ret, e);
+    if (r < 0)
+        return r;
+    r = backend_entry_path(ret->root, ret_id, path, sizeof(path));
+    if (r < 0 || !pv->path || !streq(pv->path, path))
+        return err_set(e, -EINVAL,
+                       "PV %s names path '%s' but its annotations say '%s'; not touching it",
+                       pv_name, pv->path ? pv->path : "", path);
+    return 0;
+}
+
+static int sync_volume(struct controller *ctl, const char *name)
+{
+    _cleanup_(kube_obj_unrefp) struct kube_obj *o = NULL;
+    const struct obj_pv *pv;
+    struct class_params params;
+    struct vol_identity id;
+    struct stat st;
+    ord_err e = {0};
+    int r;
+
+    if (kube_informer_get(ctl->pvs, NULL, name, &o) < 0) {
+        cap_ledger_remove(ctl->ledger, name);
+        return SYNC_DONE;
+    }
+    pv = kube_obj_data(o);
+    if (!obj_pv_is_ours(pv, ctl->cfg->provisioner_name, ctl->cfg->node_name)) {
+        cap_ledger_remove(ctl->ledger, name);
+        return SYNC_DONE;
+    }
+    r = volume_params(ctl, name, pv, &params, &id, &e);
+    if (r < 0) {
+        log_warn("volume %s: %s", name, err_msg(&e));
+        return SYNC_DONE;
+    }
+    if (stat(params.root, &st) == 0)
+        (void)cap_ledger_set(ctl->ledger, name, st.st_dev, pv->capacity, pv->path);
+
+    /* Complete a create that was interrupted between the PV and the rename. */
+    if (!pv->deleting && strncmp(name, "pvc-", 4) == 0 && !inflight_has(ctl, name) &&
+        dir_backend.exists(&ctl->bctx, &params, &id) == 0) {
+        struct vol_request req = {
+            .params = &params, .id = &id, .claim_uid = name + 4, .pv_name = name};
+
+        if (dir_backend.commit(&ctl->bctx, &req, &e) == 0)
+            log_info("volume %s: moved its directory into place at '%s' (finishing an "
+                     "interrupted create)",
+                     name, pv->path);
+        else if (!(pv->phase && streq(pv->phase, "Released")))
+            log_warn("volume %s: its directory '%s' is missing: %s", name, pv->path, err_msg(&e));
+    }
+
+    if (pv->phase && streq(pv->phase, "Released") && pv->reclaim == RECLAIM_DELETE &&
+        !pv->deleting) {
+        struct kube_delete_opts dopts = {.precondition_uid = kube_obj_uid(o),
+                                         .grace_period_seconds = -1};
+        struct event_ref ref = {.kind = "PersistentVolume", .name = name, .uid = kube_obj_uid(o)};
+
+        err_clear(&e);
+        r = dir_backend.release(&ctl->bctx, &params, &id, &e);
+        if (r < 0) {
+            log_warn("volume %s: cannot remove '%s': %s", name, pv->path, err_msg(&e));
+            events_emit(ctl->ev, &ref, true, "VolumeFailedDelete",
+                        "Cannot remove %s on node %s: %s%s", pv->path, ctl->cfg->node_name,
+                        err_msg(&e),
+                        r == -EXDEV ? " (a mount inside the volume was left alone; unmount it "
+                                      "and the removal completes)"
+                                    : "");
+            return SYNC_RETRY;
+        }
+        r = kube_delete(ctl->client, &KUBE_RES_PERSISTENTVOLUMES, NULL, name, &dopts, NULL, &e);
+        if (r < 0 && r != KUBE_E_NOT_FOUND && r != KUBE_E_CONFLICT) {
+            log_warn("volume %s: removed '%s' but cannot delete the PV yet: %s", name, pv->path,
+                     err_msg(&e));
+            return SYNC_RETRY;
+        }
+        cap_ledger_remove(ctl->ledger, name);
+        log_info("volume %s: released by %s/%s; removed '%s' and deleted the PV", name,
+                 pv->claim_ns ? pv->claim_ns : "?", pv->claim_name ? pv->claim_name : "?",
+                 pv->path);
+    }
+    return SYNC_DONE;
+}
+
+/* ---- startup repair ---- */
+
+/* Handles one ".pending-<uid>" directory found in dirfd at startup. */
+static void repair_pending(struct controller *ctl, int dirfd, const char *where, const char *entry,
+                           struct kube_obj **claims, size_t n_claims)
+{
+    _cleanup_(kube_obj_unrefp) struct kube_obj *pvo = NULL;
+    const char *uid = entry + strlen(VLAYOUT_PENDING_PREFIX);
+    char pv_name[K8S_NAME_MAX + 1];
+
+    snprintf(pv_name, sizeof(pv_name), "pvc-%s", uid);
+    if (kube_informer_get(ctl->pvs, NULL, pv_name, &pvo) == 0 &&
+        obj_pv_is_ours(kube_obj_data(pvo), ctl->cfg->provisioner_name, ctl->cfg->node_name)) {
+        enqueue_volume(ctl, pv_name); /* sync_volume completes the rename */
+        return;
+    }
+    if (!pvo)
+        for (size_t i = 0; i < n_claims; i++)
+            if (streq(kube_obj_uid(claims[i]), uid) && claim_unbound(kube_obj_data(claims[i]))) {
+                /* The claim still waits: provisioning resumes and reuses the directory. */
+                enqueue_claim(ctl, kube_obj_namespace(claims[i]), kube_obj_name(claims[i]));
+                return;
+            }
+    /* Nobody will ever use it: it was never handed to a pod, so it is empty. */
+    if (unlinkat(dirfd, entry, AT_REMOVEDIR) == 0)
+        log_info("removed '%s/%s', left by an interrupted create whose claim no longer needs it",
+                 where, entry);
+    else
+        log_warn("cannot remove '%s/%s' (left by an interrupted create): %m", where, entry);
+}
+
+/* Scans one directory of the layout (a parent of entries) for pending entries. */
+static void scan_parent(struct controller *ctl, int dirfd, const char *where,
+                        struct kube_obj **claims, size_t n_claims)
+{
+    _cleanup_close_ int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+
+    if (!d)
+        return;
+    TAKE_FD(fd);
+    while ((de = readdir(d)))
+        if (strncmp(de->d_name, VLAYOUT_PENDING_PREFIX, strlen(VLAYOUT_PENDING_PREFIX)) == 0)
+            repair_pending(ctl, dirfd, where, de->d_name, claims, n_claims);
+    closedir(d);
+}
+
+/* Calls fn for each subdirectory (not starting with '.') of dirfd. */
+static void for_each_subdir(int dirfd, void (*fn)(int fd, const char *name, void *ud), void *ud)
+{
+    _cleanup_close_ int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+
+    if (!d)
+        return;
+    TAKE_FD(fd);
+    while ((de = readdir(d))) {
+        _cleanup_close_ int sub = -EBADF;
+
+        if (de->d_name[0] == '.')
+            continue;
+        sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0)
+            fn(sub, de->d_name, ud);
+    }
+    closedir(d);
+}
+
+struct scan_state {
+    struct controller *ctl;
+    struct kube_obj **claims;
+    size_t n_claims;
+    const char *root;
+};
+
+static void scan_ordinal(int fd, const char *name, void *ud)
+{
+    struct scan_state *s = ud;
+
+    scan_parent(s->ctl, fd, s->root, s->claims, s->n_claims);
+}
+
+static void scan_set(int fd, const char *name, void *ud)
+{
+    struct scan_state *s = ud;
+
+    if (streq(name, VLAYOUT_CLAIMS_DIR))
+        scan_parent(s->ctl, fd, s->root, s->claims, s->n_claims);
+    else
+        for_each_subdir(fd, scan_ordinal, ud);
+}
+
+static void scan_namespace(int fd, const char *name, void *ud)
+{
+    for_each_subdir(fd, scan_set, ud);
+}
+
+/*
+ * Finds what a crash left behind in one root: pending directories are completed, resumed or
+ * removed (repair_pending). Entries without a PV are left for the claim that wants them
+ * (which moves them aside), so that nothing is moved while the caches could be behind.
+ */
+static void repair_root(struct controller *ctl, const char *allowed, const char *root)
+{
+    _cleanup_close_ int fd = -EBADF;
+    struct scan_state s = {.ctl = ctl, .root = root};
+
+    if (vlayout_open_root(allowed, root, false, &fd, NULL) < 0)
+        return;
+    if (kube_informer_list(ctl->pvcs, &s.claims, &s.n_claims) < 0)
+        return;
+    for_each_subdir(fd, scan_namespace, &s);
+    kube_obj_list_free(s.claims, s.n_claims);
+}
+
+/* Repairs every root a class of ours or a PV of ours names, and --root. */
+static void repair_all(struct controller *ctl)
+{
+    struct kube_obj **objs = NULL;
+    size_t n = 0;
+    ord_err e = {0};
+    struct class_params p;
+    struct class_kv kv[1] = {{"root", ctl->default_root}};
+
+    if (class_params_parse("--root", kv, 1, &ctl->limits, &p, &e) == 0)
+        repair_root(ctl, p.allowed_root, p.root);
+    if (kube_informer_list(ctl->classes, &objs, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            const struct obj_sc *sc = kube_obj_data(objs[i]);
+
+            if (class_is_ours(ctl, sc) &&
+                parse_class(ctl, kube_obj_name(objs[i]), sc, &p, &e) == 0 &&
+                !streq(p.root, ctl->default_root))
+                repair_root(ctl, p.allowed_root, p.root);
+        }
+        kube_obj_list_free(objs, n);
+    }
+}
+
+/* ---- workers ---- */
+
+static void resync(struct controller *ctl)
+{
+    struct kube_obj **objs = NULL;
+    size_t n = 0;
+
+    enqueue_unbound_claims(ctl, NULL, NULL);
+    if (kube_informer_list(ctl->pvs, &objs, &n) == 0) {
+        for (size_t i = 0; i < n; i++)
+            if (obj_pv_is_ours(kube_obj_data(objs[i]), ctl->cfg->provisioner_name,
+                               ctl->cfg->node_name))
+                enqueue_volume(ctl, kube_obj_name(objs[i]));
+        kube_obj_list_free(objs, n);
+    }
+}
+
+static void process(struct controller *ctl, const char *key)
+{
+    int res = SYNC_DONE;
+
+    if (strncmp(key, "c/", 2) == 0) {
+        char ns[K8S_NAME_MAX + 1];
+        const char *slash = strchr(key + 2, '/');
+
+        if (slash && (size_t)(slash - key - 2) < sizeof(ns)) {
+            memcpy(ns, key + 2, (size_t)(slash - key - 2));
+            ns[slash - key - 2] = '\0';
+            res = sync_claim(ctl, ns, slash + 1);
+        }
+    } else if (strncmp(key, "v/", 2) == 0) {
+        res = sync_volume(ctl, key + 2);
+    } else if (streq(key, RESYNC_KEY)) {
+        resync(ctl);
+        (void)wq_add_after(ctl->q, RESYNC_KEY, (long)ctl->cfg->resync_seconds * 1000);
+        return;
+    }
+    if (res == SYNC_DONE)
+        wq_forget(ctl->q, key);
+    else if (res == SYNC_WAIT)
+        (void)wq_add_after(ctl->q, key, WAIT_RETRY_MS);
+    else
+        (void)wq_add_after(ctl->q, key, wq_backoff(ctl->q, key));
+}
+
+static void *worker_main(void *arg)
+{
+    struct controller *ctl = arg;
+    char *key;
+
+    while (wq_get(ctl->q, &key) == 0) {
+        process(ctl, key);
+        wq_done(ctl->q, key);
+        free(key);
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+static int new_informer(struct controller *ctl, const struct kube_res *res,
+                        const char *field_selector,
+                        int (*decode)(const cJSON *, void **, ord_err *, void *),
+                        void (*free_data)(void *), void (*on_add)(struct kube_obj *, void *),
+                        void (*on_update)(struct kube_obj *, struct kube_obj *, void *),
+                        void (*on_delete)(struct kube_obj *, void *), struct kube_informer **ret,
+                        ord_err *e)
+{
+    struct kube_informer_opts o = {
+        .res = res,
+        .field_selector = field_selector,
+        .decode = decode,
+        .free_data = free_data,
+        .on_add = on_add,
+        .on_update = on_update,
+        .on_delete = on_delete,
+        .on_error = on_informer_error,
+        .userdata = ctl,
+    };
+
+    return kube_informer_new(ctl->client, &o, ret, e);
+}
+
+int controller_new(struct kube_client *c, const struct prov_config *cfg, struct controller **ret,
+                   ord_err *e)
+{
+    _cleanup_(controller_freep) struct controller *ctl = calloc(1, sizeof(*ctl));
+    char norm[CLASS_PATH_MAX], selector[K8S_NAME_MAX + 32];
+    int r;
+
+    if (!ctl)
+        return -ENOMEM;
+    ctl->cfg = cfg;
+    ctl->client = c;
+    pthread_mutex_init(&ctl->inflight_lock, NULL);
+    if (class_path_normalize(cfg->root, norm) < 0)
+        return err_set(e, -EINVAL, "--root '%s' must be an absolute path without . or ..",
+                       cfg->root);
+    for (size_t i = 0; i < cfg->allowed_roots.n; i++)
+        if (class_path_normalize(cfg->allowed_roots.v[i], norm + 0) < 0)
+            return err_set(e, -EINVAL,
+                           "--allowed-root '%s' must be an absolute path without . or ..",
+                           cfg->allowed_roots.v[i]);
+    class_path_normalize(cfg->root, norm);
+    if (!(ctl->default_root = strdup(norm)))
+        return -ENOMEM;
+    ctl->limits = (struct class_limits){
+        .default_root = ctl->default_root,
+        .allowed_roots = cfg->allowed_roots.v,
+        .n_allowed_roots = cfg->allowed_roots.n,
+        .device_dirs = cfg->device_dirs.v,
+        .n_device_dirs = cfg->device_dirs.n,
+    };
+    if ((r = wq_new(500, 300000, &ctl->q)) < 0 || (r = cap_ledger_new(&ctl->ledger)) < 0 ||
+        (r = events_new(c, cfg->provisioner_name, cfg->node_name, &ctl->ev)) < 0)
+        return err_set(e, r, "out of memory");
+    ctl->bctx.ledger = ctl->ledger;
+    snprintf(selector, sizeof(selector), "metadata.name=%s", cfg->node_name);
+    if ((r = new_informer(ctl, &KUBE_RES_PERSISTENTVOLUMECLAIMS, NULL, obj_decode_pvc, obj_free_pvc,
+                          on_claim_add, on_claim_update, on_claim_delete, &ctl->pvcs, e)) < 0 ||
+        (r = new_informer(ctl, &KUBE_RES_PERSISTENTVOLUMES, NULL, obj_decode_pv, obj_free_pv,
+                          on_volume_add, on_volume_update, on_volume_delete, &ctl->pvs, e)) < 0 ||
+        (r = new_informer(ctl, &KUBE_RES_STORAGECLASSES, NULL, obj_decode_sc, obj_free_sc,
+                          on_class_change, on_class_update, NULL, &ctl->classes, e)) < 0 ||
+        (r = new_informer(ctl, &KUBE_RES_STATEFULSETS, NULL, obj_decode_sts, obj_free_sts,
+                          on_set_change, on_set_update, NULL, &ctl->sets, e)) < 0 ||
+        (r = new_informer(ctl, &KUBE_RES_NODES, selector, obj_decode_node, obj_free_node, NULL,
+                          NULL, NULL, &ctl->node, e)) < 0)
+        return r;
+    *ret = TAKE_PTR(ctl);
+    return 0;
+}
+
+int controller_start(struct controller *ctl, ord_err *e)
+{
+    struct kube_informer *infs[] = {ctl->node, ctl->classes, ctl->sets, ctl->pvs, ctl->pvcs};
+    char hostname[K8S_NAME_MAX + 1];
+    int r;
+
+    for (size_t i = 0; i < ARRAY_SIZE(infs); i++) {
+        r = kube_informer_start(infs[i], e);
+        if (r < 0)
+            return r;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(infs); i++) {
+        r = kube_informer_wait_synced(infs[i], -1);
+        if (r < 0)
+            return err_set(e, r, "cannot fill the caches from the API server");
+    }
+    if (node_hostname(ctl, hostname, sizeof(hostname)) < 0)
+        log_warn("Node '%s' does not exist (yet); claims wait until it does", ctl->cfg->node_name);
+    else
+        log_info("serving node %s (hostname label '%s'), root '%s', provisioner %s; %zu volumes "
+                 "known",
+                 ctl->cfg->node_name, hostname, ctl->default_root, ctl->cfg->provisioner_name,
+                 kube_informer_count(ctl->pvs));
+    /* Volumes first, so that the capacity ledger is full before any claim is looked at. */
+    {
+        struct kube_obj **objs = NULL;
+        size_t n = 0;
+
+        if (kube_informer_list(ctl->pvs, &objs, &n) == 0) {
+            for (size_t i = 0; i < n; i++)
+                (void)sync_volume(ctl, kube_obj_name(objs[i]));
+            kube_obj_list_free(objs, n);
+        }
+    }
+    repair_all(ctl);
+    atomic_store(&ctl->started, true);
+    resync(ctl);
+    (void)wq_add_after(ctl->q, RESYNC_KEY, (long)ctl->cfg->resync_seconds * 1000);
+    for (size_t i = 0; i < ctl->cfg->workers && i < MAX_WORKERS; i++) {
+        r = pthread_create(&ctl->workers[i], NULL, worker_main, ctl);
+        if (r != 0)
+            return err_set_errno(e, -r, "cannot start a worker thread");
+        ctl->n_workers++;
+    }
+    return 0;
+}
+
+void controller_free(struct controller *ctl)
+{
+    if (!ctl)
+        return;
+    if (ctl->q)
+        wq_shutdown(ctl->q);
+    for (size_t i = 0; i < ctl->n_workers; i++)
+        pthread_join(ctl->workers[i], NULL);
+    kube_informer_free(ctl->pvcs);
+    kube_informer_free(ctl->pvs);
+    kube_informer_free(ctl->classes);
+    kube_informer_free(ctl->sets);
+    kube_informer_free(ctl->node);
+    wq_free(ctl->q);
+    events_free(ctl->ev);
+    cap_ledger_free(ctl->ledger);
+    free(ctl->default_root);
+    pthread_mutex_destroy(&ctl->inflight_lock);
+    free(ctl);
+}
