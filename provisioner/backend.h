@@ -17,11 +17,13 @@
 #ifndef ORDINAL_BACKEND_H
 #define ORDINAL_BACKEND_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
+#include "blk_discover.h"
 #include "capacity.h"
 #include "class_params.h"
 #include "err.h"
@@ -29,9 +31,27 @@
 
 #define BACKEND_PATH_MAX (CLASS_PATH_MAX + VLAYOUT_REL_MAX + 2)
 
+struct dev_pool;
+
 /* What the backend needs from the controller, shared by all calls. */
 struct backend_ctx {
     struct cap_ledger *ledger;
+    struct dev_pool *devs;           /* device backend: owners, allocation lock, what was seen */
+    const char *const *device_dirs;  /* --device-dir, as given */
+    size_t n_device_dirs;
+};
+
+/*
+ * What a PV of ours says about the volume it owns, for release (the device backend needs the
+ * device; the directory backend ignores it). Strings may be NULL.
+ */
+struct vol_owned {
+    const char *pv_name;
+    const char *device;    /* annotation ordinal.dev/device: the stable path */
+    const char *device_id; /* annotation ordinal.dev/device-id: "major:minor" */
+    uint64_t capacity;     /* bytes on the PV */
+    bool block;            /* volumeMode Block */
+    const char *fs_type;   /* spec.local.fsType */
 };
 
 struct vol_request {
@@ -46,6 +66,9 @@ struct vol_request {
 struct vol_prepared {
     char path[BACKEND_PATH_MAX]; /* the entry path the PV will name */
     bool created_now;            /* prepare made the pending entry in this call */
+    uint64_t capacity;           /* what the PV offers; 0: the request (directory backend) */
+    char device[BLK_PATH_MAX];   /* device backend: the stable path of the device, else "" */
+    char device_id[32];          /* device backend: "major:minor" */
 };
 
 struct prov_backend {
@@ -59,7 +82,7 @@ struct prov_backend {
     void (*abort)(const struct backend_ctx *ctx, const struct vol_request *req);
     /* Returns 0 when nothing is left, -EXDEV (a mount inside; left in place), other errnos. */
     int (*release)(const struct backend_ctx *ctx, const struct class_params *params,
-                   const struct vol_identity *id, ord_err *e);
+                   const struct vol_identity *id, const struct vol_owned *vol, ord_err *e);
     /*
      * Whether data exists at the entry: returns 1 and moves it to .orphaned (ret_dest, relative
      * to the root), 0 when there was nothing, or a negative errno.
@@ -73,6 +96,14 @@ struct prov_backend {
 };
 
 extern const struct prov_backend dir_backend;
+extern const struct prov_backend dev_backend;
+
+/*
+ * Serialises creating an entry's parents with pruning empty parents after a removal, for all
+ * backends (they share the layout): without it a worker could open <ns>/<sts>/<ordinal> just
+ * before another removes it as empty, and create the new volume inside a deleted directory.
+ */
+extern pthread_mutex_t vlayout_lock;
 
 /* The backend for a kind, or NULL when this build has none. */
 const struct prov_backend *backend_for(enum vol_backend_kind kind);

@@ -37,6 +37,7 @@
 #include "capacity.h"
 #include "class_params.h"
 #include "controller.h"
+#include "dev_backend.h"
 #include "events.h"
 #include "identity.h"
 #include "json.h"
@@ -51,6 +52,8 @@
 #define KEY_MAX       (2 * K8S_NAME_MAX + 8)
 #define MAX_WORKERS   64
 #define RESYNC_KEY    "r/"
+#define DEVICES_KEY   "d/"
+#define DEVICES_MS    10000 /* device discovery refresh: disappearances are reported this soon */
 #define WAIT_RETRY_MS 1000
 
 struct controller {
@@ -60,6 +63,7 @@ struct controller {
     struct workqueue *q;
     struct events *ev;
     struct cap_ledger *ledger;
+    struct dev_pool *devs;
     struct backend_ctx bctx;
     struct class_limits limits;
     char *default_root; /* --root, normalised */
@@ -690,7 +694,7 @@ static int provision(struct claim_ctx *cc, const struct obj_sc *sc)
             .path = prep.path,
             .claim_uid = cc->uid,
             .claim_rv = NULL,
-            .capacity = pvc->request,
+            .capacity = prep.capacity ? prep.capacity : pvc->request,
             .access_modes = pvc->access_modes,
             .block = pvc->block,
             .reclaim = sc->reclaim,
@@ -698,6 +702,9 @@ static int provision(struct claim_ctx *cc, const struct obj_sc *sc)
             .mount_options = sc->mount_options,
             .n_mount_options = sc->n_mount_options,
             .pv_type = params.pv_type,
+            .device = prep.device[0] ? prep.device : NULL,
+            .device_id = prep.device_id,
+            .fs_type = params.fs_type,
         };
 
         r = pv_build(&spec, &pv);
@@ -755,6 +762,15 @@ static int provision(struct claim_ctx *cc, const struct obj_sc *sc)
                   cc->ns, cc->name, pv_name, err_msg(&e));
         enqueue_volume(ctl, pv_name);
         return SYNC_RETRY;
+    }
+    if (prep.device[0]) {
+        log_info("claim %s/%s: provisioned %s at '%s' -> device %s (%s, %s, reclaim %s)", cc->ns,
+                 cc->name, pv_name, prep.path, prep.device, quantity_format(prep.capacity, q),
+                 pvc->block ? "Block" : params.fs_type, reclaim_policy_name(sc->reclaim));
+        events_emit(ctl->ev, &cc->ref, false, "ProvisioningSucceeded",
+                    "Successfully provisioned volume %s on device %s (%s) at %s on node %s",
+                    pv_name, prep.device, q, prep.path, ctl->cfg->node_name);
+        return SYNC_DONE;
     }
     log_info("claim %s/%s: provisioned %s at '%s' (%s, %s, reclaim %s)", cc->ns, cc->name, pv_name,
              prep.path, quantity_format(pvc->request, q), pv_type_name(params.pv_type),
@@ -846,17 +862,20 @@ static int sync_volume(struct controller *ctl, const char *name)
     const struct obj_pv *pv;
     struct class_params params;
     struct vol_identity id;
+    const struct prov_backend *be;
     struct stat st;
     ord_err e = {0};
     int r;
 
     if (kube_informer_get(ctl->pvs, NULL, name, &o) < 0) {
         cap_ledger_remove(ctl->ledger, name);
+        dev_pool_forget(ctl->devs, name);
         return SYNC_DONE;
     }
     pv = kube_obj_data(o);
     if (!obj_pv_is_ours(pv, ctl->cfg->provisioner_name, ctl->cfg->node_name)) {
         cap_ledger_remove(ctl->ledger, name);
+        dev_pool_forget(ctl->devs, name);
         return SYNC_DONE;
     }
     r = volume_params(ctl, name, pv, &params, &id, &e);
@@ -864,16 +883,29 @@ static int sync_volume(struct controller *ctl, const char *name)
         log_warn("volume %s: %s", name, err_msg(&e));
         return SYNC_DONE;
     }
+    /* A PV that names a device is the device backend's; its device is taken while it exists. */
+    be = pv->ann_device ? &dev_backend : &dir_backend;
+    if (pv->ann_device) {
+        dev_t rdev = 0;
+
+        if (pv->ann_device_id && blk_parse_devid(pv->ann_device_id, &rdev) == 0)
+            (void)dev_pool_own(ctl->devs, name, pv->ann_device, rdev);
+        else
+            log_warn("volume %s: annotation %s '%s' is not major:minor", name, ANN_ORD_DEVICE_ID,
+                     pv->ann_device_id ? pv->ann_device_id : "");
+    }
+    /* A device volume promises nothing on the root's filesystem; the entry is only a symlink. */
     if (stat(params.root, &st) == 0)
-        (void)cap_ledger_set(ctl->ledger, name, st.st_dev, pv->capacity, pv->path);
+        (void)cap_ledger_set(ctl->ledger, name, st.st_dev, pv->ann_device ? 0 : pv->capacity,
+                             pv->path);
 
     /* Complete a create that was interrupted between the PV and the rename. */
     if (!pv->deleting && strncmp(name, "pvc-", 4) == 0 && !inflight_has(ctl, name) &&
-        dir_backend.exists(&ctl->bctx, &params, &id) == 0) {
+        be->exists(&ctl->bctx, &params, &id) == 0) {
         struct vol_request req = {
             .params = &params, .id = &id, .claim_uid = name + 4, .pv_name = name};
 
-        if (dir_backend.commit(&ctl->bctx, &req, &e) == 0)
+        if (be->commit(&ctl->bctx, &req, &e) == 0)
             log_info("volume %s: moved its directory into place at '%s' (finishing an "
                      "interrupted create)",
                      name, pv->path);
@@ -886,9 +918,15 @@ static int sync_volume(struct controller *ctl, const char *name)
         struct kube_delete_opts dopts = {.precondition_uid = kube_obj_uid(o),
                                          .grace_period_seconds = -1};
         struct event_ref ref = {.kind = "PersistentVolume", .name = name, .uid = kube_obj_uid(o)};
+        struct vol_owned vol = {.pv_name = name,
+                                .device = pv->ann_device,
+                                .device_id = pv->ann_device_id,
+                                .capacity = pv->capacity,
+                                .block = pv->block,
+                                .fs_type = pv->fs_type};
 
         err_clear(&e);
-        r = dir_backend.release(&ctl->bctx, &params, &id, &e);
+        r = be->release(&ctl->bctx, &params, &id, &vol, &e);
         if (r < 0) {
             log_warn("volume %s: cannot remove '%s': %s", name, pv->path, err_msg(&e));
             events_emit(ctl->ev, &ref, true, "VolumeFailedDelete",
@@ -936,8 +974,11 @@ static void repair_pending(struct controller *ctl, int dirfd, const char *where,
                 enqueue_claim(ctl, kube_obj_namespace(claims[i]), kube_obj_name(claims[i]));
                 return;
             }
-    /* Nobody will ever use it: it was never handed to a pod, so it is empty. */
-    if (unlinkat(dirfd, entry, AT_REMOVEDIR) == 0)
+    /*
+     * Nobody will ever use it: it was never handed to a pod, so it is empty (a directory) or
+     * only names a device that nobody wrote to (the device backend's symlink).
+     */
+    if (unlinkat(dirfd, entry, AT_REMOVEDIR) == 0 || (errno == ENOTDIR && unlinkat(dirfd, entry, 0) == 0))
         log_info("removed '%s/%s', left by an interrupted create whose claim no longer needs it",
                  where, entry);
     else
@@ -1086,6 +1127,10 @@ static void process(struct controller *ctl, const char *key)
         }
     } else if (strncmp(key, "v/", 2) == 0) {
         res = sync_volume(ctl, key + 2);
+    } else if (streq(key, DEVICES_KEY)) {
+        dev_pool_refresh(ctl->devs, ctl->cfg->device_dirs.v, ctl->cfg->device_dirs.n);
+        (void)wq_add_after(ctl->q, DEVICES_KEY, DEVICES_MS);
+        return;
     } else if (streq(key, RESYNC_KEY)) {
         resync(ctl);
         (void)wq_add_after(ctl->q, RESYNC_KEY, (long)ctl->cfg->resync_seconds * 1000);
@@ -1110,6 +1155,38 @@ static void *worker_main(void *arg)
         free(key);
     }
     return NULL;
+}
+
+/*
+ * A device of a --device-dir disappeared or came back: one log line, and a Warning Event on
+ * the PV that owns it, or on this Node when it was free (a person looks there first).
+ */
+static void on_device_report(const struct dev_report *rep, void *ud)
+{
+    struct controller *ctl = ud;
+    _cleanup_(kube_obj_unrefp) struct kube_obj *o = NULL;
+    struct event_ref ref = {0};
+    char q[QUANTITY_STR_MAX];
+
+    if (rep->back) {
+        log_info("device %s (%s) in '%s' is back", rep->path, rep->devname, rep->dir);
+        return;
+    }
+    log_warn("device %s (%s, %s) in '%s' %s%s%s", rep->path, rep->devname,
+             quantity_format(rep->size, q), rep->dir, rep->why,
+             rep->owner ? "; it holds volume " : " (it was free)", rep->owner ? rep->owner : "");
+    if (rep->owner && kube_informer_get(ctl->pvs, NULL, rep->owner, &o) == 0)
+        ref = (struct event_ref){
+            .kind = "PersistentVolume", .name = rep->owner, .uid = kube_obj_uid(o)};
+    else if (kube_informer_get(ctl->node, NULL, ctl->cfg->node_name, &o) == 0)
+        ref = (struct event_ref){
+            .kind = "Node", .name = ctl->cfg->node_name, .uid = kube_obj_uid(o)};
+    if (ref.kind)
+        events_emit(ctl->ev, &ref, true, "DeviceMissing",
+                    "Device %s (%s, %s) of --device-dir %s on node %s %s%s%s", rep->path,
+                    rep->devname, q, rep->dir, ctl->cfg->node_name, rep->why,
+                    rep->owner ? "; it holds volume " : "; it was free and is no longer offered",
+                    rep->owner ? rep->owner : "");
 }
 
 /* ---- lifecycle ---- */
@@ -1168,9 +1245,13 @@ int controller_new(struct kube_client *c, const struct prov_config *cfg, struct 
         .n_device_dirs = cfg->device_dirs.n,
     };
     if ((r = wq_new(500, 300000, &ctl->q)) < 0 || (r = cap_ledger_new(&ctl->ledger)) < 0 ||
+        (r = dev_pool_new(on_device_report, ctl, &ctl->devs)) < 0 ||
         (r = events_new(c, cfg->provisioner_name, cfg->node_name, &ctl->ev)) < 0)
         return err_set(e, r, "out of memory");
-    ctl->bctx.ledger = ctl->ledger;
+    ctl->bctx = (struct backend_ctx){.ledger = ctl->ledger,
+                                     .devs = ctl->devs,
+                                     .device_dirs = cfg->device_dirs.v,
+                                     .n_device_dirs = cfg->device_dirs.n};
     snprintf(selector, sizeof(selector), "metadata.name=%s", cfg->node_name);
     if ((r = new_informer(ctl, &KUBE_RES_PERSISTENTVOLUMECLAIMS, NULL, obj_decode_pvc, obj_free_pvc,
                           on_claim_add, on_claim_update, on_claim_delete, &ctl->pvcs, e)) < 0 ||
@@ -1185,6 +1266,16 @@ int controller_new(struct kube_client *c, const struct prov_config *cfg, struct 
         return r;
     *ret = TAKE_PTR(ctl);
     return 0;
+}
+
+bool controller_healthy(struct controller *ctl)
+{
+    struct kube_informer *infs[] = {ctl->node, ctl->classes, ctl->sets, ctl->pvs, ctl->pvcs};
+
+    for (size_t i = 0; i < ARRAY_SIZE(infs); i++)
+        if (!kube_informer_synced(infs[i]))
+            return false;
+    return true;
 }
 
 int controller_start(struct controller *ctl, ord_err *e)
@@ -1225,6 +1316,11 @@ int controller_start(struct controller *ctl, ord_err *e)
     atomic_store(&ctl->started, true);
     resync(ctl);
     (void)wq_add_after(ctl->q, RESYNC_KEY, (long)ctl->cfg->resync_seconds * 1000);
+    if (ctl->cfg->device_dirs.n) {
+        /* What is there now is the baseline; later refreshes report what disappears. */
+        dev_pool_refresh(ctl->devs, ctl->cfg->device_dirs.v, ctl->cfg->device_dirs.n);
+        (void)wq_add_after(ctl->q, DEVICES_KEY, DEVICES_MS);
+    }
     for (size_t i = 0; i < ctl->cfg->workers && i < MAX_WORKERS; i++) {
         r = pthread_create(&ctl->workers[i], NULL, worker_main, ctl);
         if (r != 0)
@@ -1250,6 +1346,7 @@ void controller_free(struct controller *ctl)
     wq_free(ctl->q);
     events_free(ctl->ev);
     cap_ledger_free(ctl->ledger);
+    dev_pool_free(ctl->devs);
     free(ctl->default_root);
     pthread_mutex_destroy(&ctl->inflight_lock);
     free(ctl);

@@ -12,6 +12,8 @@
 #ifndef ORDINAL_CONTROLLER_H
 #define ORDINAL_CONTROLLER_H
 
+#include <stdbool.h>
+
 #include "err.h"
 #include "kube_client.h"
 #include "prov_config.h"
@@ -31,6 +33,9 @@ int controller_new(struct kube_client *c, const struct prov_config *cfg, struct 
  * filled (e.g. the API server refuses our credentials).
  */
 int controller_start(struct controller *ctl, ord_err *e);
+
+/* True while every informer's cache is in sync with the API server (for --health-file). */
+bool controller_healthy(struct controller *ctl);
 
 /* Stops workers and informers and frees everything. NULL is fine. */
 void controller_free(struct controller *ctl);

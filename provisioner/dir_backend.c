@@ -20,18 +20,14 @@
 #include "fs_rmtree.h"
 #include "log.h"
 
-/*
- * Serialises creating a volume's parents with pruning empty parents after a removal: without
- * it a worker could open <ns>/<sts>/<ordinal> just before another removes it as empty, and
- * create the new volume inside a deleted directory.
- */
-static pthread_mutex_t vlayout_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Shared with the device backend (see backend.h). */
+pthread_mutex_t vlayout_lock = PTHREAD_MUTEX_INITIALIZER;
 
 const struct prov_backend *backend_for(enum vol_backend_kind kind)
 {
     static const struct prov_backend *const table[] = {
-        [VOL_BACKEND_DIRECTORY] = &dir_backend, [VOL_BACKEND_DEVICE] = NULL, /* plugs in with the
-                                                                                device backend */
+        [VOL_BACKEND_DIRECTORY] = &dir_backend,
+        [VOL_BACKEND_DEVICE] = &dev_backend,
     };
 
     if ((size_t)kind >= ARRAY_SIZE(table))
@@ -210,7 +206,7 @@ static void dir_abort(const struct backend_ctx *ctx, const struct vol_request *r
 }
 
 static int dir_release(const struct backend_ctx *ctx, const struct class_params *params,
-                       const struct vol_identity *id, ord_err *e)
+                       const struct vol_identity *id, const struct vol_owned *vol, ord_err *e)
 {
     _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
     int r;

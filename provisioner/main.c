@@ -18,10 +18,14 @@
 
 #include "class_params.h"
 #include "controller.h"
+#include "health.h"
 #include "kube_client.h"
 #include "kube_config.h"
 #include "log.h"
 #include "prov_config.h"
+
+/* How often --health-file is rewritten; the probes allow a minute. */
+#define HEALTH_INTERVAL_SEC 5
 
 /* Creates --root (mkdir -p) so that a fresh node needs no preparation. Returns 0 or -errno. */
 static int ensure_root(const char *root)
@@ -111,11 +115,24 @@ int main(int argc, char **argv)
         log_error("cannot start: %s", err_msg(&e));
         goto out;
     }
-    if (sigwait(&set, &sig) != 0)
-        sig = SIGTERM;
+    /* Wait for a signal; meanwhile prove liveness every few seconds. */
+    for (;;) {
+        const struct timespec tick = {.tv_sec = HEALTH_INTERVAL_SEC};
+
+        if (cfg.health_file && controller_healthy(ctl) && (r = health_touch(cfg.health_file)) < 0)
+            log_warn("cannot write --health-file '%s': %s", cfg.health_file, strerror(-r));
+        sig = sigtimedwait(&set, NULL, &tick);
+        if (sig > 0)
+            break;
+        if (errno != EAGAIN && errno != EINTR) {
+            sig = SIGTERM;
+            break;
+        }
+    }
     log_info("received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     r = 0;
 out:
+    health_remove(cfg.health_file);
     controller_free(TAKE_PTR(ctl));
     kube_client_free(TAKE_PTR(client));
     prov_config_free(&cfg);

@@ -132,6 +132,9 @@ void obj_free_pv(void *p)
     free(v->ann_tmpl);
     free(v->ann_claim);
     free(v->ann_root);
+    free(v->ann_device);
+    free(v->ann_device_id);
+    free(v->fs_type);
     free(v->phase);
     free(v->storage_class);
     free(v->claim_ns);
@@ -158,6 +161,9 @@ int obj_decode_pv(const cJSON *obj, void **ret, ord_err *e, void *userdata)
         (r = dup_ann(obj, ANN_ORD_TEMPLATE, &v->ann_tmpl)) < 0 ||
         (r = dup_ann(obj, ANN_ORD_CLAIM, &v->ann_claim)) < 0 ||
         (r = dup_ann(obj, ANN_ORD_ROOT, &v->ann_root)) < 0 ||
+        (r = dup_ann(obj, ANN_ORD_DEVICE, &v->ann_device)) < 0 ||
+        (r = dup_ann(obj, ANN_ORD_DEVICE_ID, &v->ann_device_id)) < 0 ||
+        (r = dup_path(obj, "spec.local.fsType", 64, &v->fs_type)) < 0 ||
         (r = dup_path(obj, "status.phase", 64, &v->phase)) < 0 ||
         (r = dup_path(obj, "spec.storageClassName", K8S_NAME_MAX, &v->storage_class)) < 0 ||
         (r = dup_path(obj, "spec.claimRef.namespace", K8S_NAME_MAX, &v->claim_ns)) < 0 ||
@@ -180,6 +186,8 @@ int obj_decode_pv(const cJSON *obj, void **ret, ord_err *e, void *userdata)
     if (cap && quantity_parse(cap, &v->capacity, NULL) < 0)
         v->capacity = 0;
     v->deleting = json_string(obj, "metadata.deletionTimestamp") != NULL;
+    v->block = json_string(obj, "spec.volumeMode") &&
+               streq(json_string(obj, "spec.volumeMode"), "Block");
     *ret = v;
     return 0;
 fail:

@@ -33,6 +33,8 @@
 #define ANN_ORD_TEMPLATE             "ordinal.dev/template"
 #define ANN_ORD_CLAIM                "ordinal.dev/claim"
 #define ANN_ORD_ROOT                 "ordinal.dev/root"
+#define ANN_ORD_DEVICE               "ordinal.dev/device"    /* device backend: stable path */
+#define ANN_ORD_DEVICE_ID            "ordinal.dev/device-id" /* device backend: major:minor */
 #define LABEL_HOSTNAME               "kubernetes.io/hostname"
 
 /* Access modes as a bit set, in the API's order. */
@@ -69,6 +71,9 @@ struct obj_pv {
     uint64_t capacity;
     char *path; /* spec.hostPath.path or spec.local.path */
     bool deleting;
+    char *ann_device, *ann_device_id; /* device backend, NULL otherwise */
+    char *fs_type;                    /* spec.local.fsType, or NULL */
+    bool block;                       /* spec.volumeMode: Block */
 };
 
 struct obj_sc {

@@ -39,6 +39,10 @@ int prov_config_parse(struct prov_config *cfg, int argc, char **argv)
         {"device-dir", OPT_STRING_LIST, &cfg->device_dirs, "DIR",
          "Directory whose entries are candidate block devices for the device backend.", NULL, 0, 0,
          NULL, NULL, false},
+        {"health-file", OPT_STRING, &cfg->health_file, "FILE",
+         "Rewrite FILE every few seconds while the caches are in sync, for liveness probes; "
+         "removed at exit.",
+         NULL, 0, 0, NULL, NULL, false},
         {"log-format", OPT_CHOICE, &cfg->log_format, "FORMAT",
          "Log as text for people or as JSON lines for collectors.", "text", 0, 0, log_formats, NULL,
          false},

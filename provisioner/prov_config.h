@@ -20,6 +20,7 @@ struct prov_config {
     struct strv device_dirs;
     const char *log_format;
     const char *log_level;
+    const char *health_file;
     uint64_t workers;        /* claims and volumes processed in parallel */
     uint64_t resync_seconds; /* every object is looked at again this often */
 };

@@ -37,6 +37,10 @@ static int add_annotations(cJSON *meta, const struct pv_spec *s)
     CHECK(json_set_string(ann, ANN_ORD_NODE, s->node_name));
     CHECK(json_set_string(ann, ANN_ORD_NAMESPACE, s->id->ns));
     CHECK(json_set_string(ann, ANN_ORD_ROOT, s->root));
+    if (s->device) {
+        CHECK(json_set_string(ann, ANN_ORD_DEVICE, s->device));
+        CHECK(json_set_string(ann, ANN_ORD_DEVICE_ID, s->device_id ? s->device_id : ""));
+    }
     if (s->id->is_sts) {
         snprintf(ord, sizeof(ord), "%d", (int)s->id->ordinal);
         CHECK(json_set_string(ann, ANN_ORD_STATEFULSET, s->id->sts));
@@ -150,6 +154,9 @@ int pv_build(const struct pv_spec *s, cJSON **ret)
         if (!(src = json_ensure_object(spec, "local")))
             return -ENOMEM;
         CHECK(json_set_string(src, "path", s->path));
+        /* kubelet formats a device volume with fsType on first use (Filesystem mode). */
+        if (s->device && !s->block && s->fs_type)
+            CHECK(json_set_string(src, "fsType", s->fs_type));
     } else {
         if (!(src = json_ensure_object(spec, "hostPath")))
             return -ENOMEM;

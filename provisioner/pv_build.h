@@ -32,6 +32,9 @@ struct pv_spec {
     char *const *mount_options;
     size_t n_mount_options;
     enum pv_type pv_type;
+    const char *device;    /* device backend: the device's stable path, else NULL */
+    const char *device_id; /* device backend: "major:minor" */
+    const char *fs_type;   /* device backend, Filesystem mode: spec.local.fsType */
 };
 
 /* Returns 0 and the PV object (caller frees), -EINVAL for an incomplete spec, -ENOMEM. */

@@ -7,6 +7,7 @@ is host-b, to check that nodeAffinity uses the label, not the name).
 
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -140,6 +141,19 @@ class Lifecycle(unittest.TestCase):
         for name in before:
             self.assertEqual(before[name]["metadata"]["uid"], after[name]["metadata"]["uid"])
         self.assertTrue(os.path.isdir(os.path.join(c.roots["node-b"], "default/_claims/after-restart")))
+
+    def test_health_file_for_probes(self):
+        """--health-file exists (fresh) once the caches are synced and is removed at exit."""
+        c = self.c
+        health = os.path.join(c.base, "prov.health")
+        c.procs["node-a"].terminate()
+        p = c.start("node-a", "--health-file", health)
+        stamp = int(wait_for(lambda: os.path.exists(health) and open(health).read(), 10,
+                             "the health file"))
+        self.assertLessEqual(abs(stamp - int(time.time())), 60)
+        self.assertEqual(p.terminate(), 0, p.log())
+        self.assertFalse(os.path.exists(health), "health file left behind after SIGTERM")
+        c.start("node-a")
 
     def test_help_and_bad_flags(self):
         from harness import bin_path
