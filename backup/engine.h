@@ -29,7 +29,7 @@ enum volume_kind {
 
 struct compress_opts {
     int level;   /* zstd level, 1..19 (default 3) */
-    int threads; /* compression workers; 0 = online CPUs */
+    int threads; /* compression workers; 0 = online CPUs (at most 8: memory budget) */
 };
 
 /* A file that was still changing after the re-reads; recorded in the manifest. */

@@ -1,11 +1,22 @@
 /*
- * ordinal-backup - entry point: dispatches to the subcommands.
+ * ordinal-backup - entry point: dispatches to the subcommands (cmds.h), each of which parses
+ * its own options table and returns the exit code (0 success, 1 failure, 2 usage error).
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "cmds.h"
 #include "macro.h"
 #include "version.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} commands[] = {
+    {"backup", cmd_backup}, {"restore", cmd_restore}, {"list", cmd_list},
+    {"verify", cmd_verify}, {"prune", cmd_prune},   {"run", cmd_run},
+    {"agent", cmd_agent},
+};
 
 static void usage(FILE *f)
 {
@@ -19,6 +30,9 @@ static void usage(FILE *f)
           "  prune     remove old backups by a retention policy\n"
           "  run       coordinate a cluster-wide backup (CronJob)\n"
           "  agent     run the node agent (DaemonSet)\n\n"
+          "Repository URL: an absolute path or file:///path (a directory on a local disk or "
+          "NFS).\n"
+          "Exit status: 0 success, 1 failure, 2 usage error.\n"
           "Run 'ordinal-backup COMMAND --help' for a command's options.\n",
           f);
 }
@@ -37,6 +51,9 @@ int main(int argc, char **argv)
         printf("ordinal-backup %s\n", ORDINAL_VERSION);
         return 0;
     }
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+        if (streq(argv[1], commands[i].name))
+            return commands[i].fn(argc, argv);
     fprintf(stderr, "ordinal-backup: unknown command '%s'; see 'ordinal-backup --help'\n", argv[1]);
     return 2;
 }

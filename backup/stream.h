@@ -19,7 +19,12 @@ struct byte_sink {
 };
 
 struct byte_source {
-    /* Reads up to len bytes; returns the count (0 at the end) or a negative errno. */
+    /*
+     * Reads up to len bytes; returns the count (0 at the end) or a negative errno.
+     * The engine calls it from a helper thread (decompression runs beside extraction), one
+     * call at a time and only between the engine call's start and return: it must not rely
+     * on thread-local state of the caller's thread.
+     */
     ssize_t (*read)(void *ctx, void *buf, size_t len, ord_err *e);
     void *ctx;
 };

@@ -1,0 +1,26 @@
+/*
+ * restore_cluster.h - "ordinal-backup restore" in cluster mode (with --kubeconfig, or in a pod
+ * without --root): the StatefulSet is scaled to 0, its missing claims re-created, and every
+ * volume restored by the agent of its node through a VolumeTask, ordinal by ordinal; then it is
+ * scaled back. See restore_cluster.c and docs/internals/cluster-mode.md.
+ */
+#ifndef ORDINAL_RESTORE_CLUSTER_H
+#define ORDINAL_RESTORE_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "names.h"
+
+struct restore_cluster_args {
+    const char *kubeconfig, *ns, *repo, *backup, *ordinals, *order;
+    uint64_t task_timeout; /* seconds per volume */
+    bool json;
+};
+
+/* Returns 0 when every selected volume was restored and the StatefulSet scaled back, or a
+ * negative errno with e saying what happened and what to do next. */
+int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *sts, ord_err *e);
+
+#endif

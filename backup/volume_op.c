@@ -1,0 +1,176 @@
+/*
+ * volume_op.c - one volume's backup or restore (see volume_op.h). The code the CLI's backup
+ * and restore commands used to carry per volume, moved here so that the node agent runs
+ * exactly the same steps for a VolumeTask.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "volume_op.h"
+#include "version.h"
+
+int volop_backup(struct repo *repo, const struct sts_ref *sts, const char *id,
+                 const struct volop_source *src, const struct compress_opts *copts,
+                 engine_progress_fn progress, void *progress_ctx, struct backup_volume *ret,
+                 ord_err *e)
+{
+    _cleanup_(repo_writer_abortp) struct repo_writer *w = NULL;
+    _cleanup_free_ char *text = NULL;
+    const struct layout_volume *lv = src->lv;
+    struct engine_stats stats = {0};
+    struct volume_manifest m = {0};
+    struct backup_volume bv;
+    char key[REPO_KEY_MAX + 1], claim[600];
+    struct byte_sink sink;
+    double t0, started;
+    int r;
+
+    r = repo_key_volume(key, sizeof(key), sts->ns, sts->name, id, lv->ordinal, lv->template_name,
+                        ".tar.zst");
+    if (r < 0)
+        return err_set(e, r, "the object key is too long");
+    r = repo_put_begin(repo, key, &w, e);
+    if (r < 0)
+        return r;
+    sink = repo_writer_sink(w);
+    started = cli_now();
+    t0 = cli_monotonic();
+    r = engine_backup(lv->path, lv->kind, copts, &sink, progress, progress_ctx, &stats, e);
+    if (r < 0)
+        return r;
+    r = repo_writer_commit(TAKE_PTR(w), e);
+    if (r < 0) {
+        engine_stats_free(&stats);
+        return r;
+    }
+
+    snprintf(m.backup_id, sizeof(m.backup_id), "%s", id);
+    m.sts = *sts;
+    m.ordinal = lv->ordinal;
+    snprintf(m.template_name, sizeof(m.template_name), "%s", lv->template_name);
+    m.kind = lv->kind;
+    snprintf(m.node, sizeof(m.node), "%s", src->node);
+    snprintf(m.path, sizeof(m.path), "%s", lv->path);
+    snprintf(m.device, sizeof(m.device), "%s", lv->device);
+    if (src->pv)
+        snprintf(m.pv, sizeof(m.pv), "%s", src->pv);
+    /* The claim the StatefulSet controller makes for this volume, when it is a valid name. */
+    snprintf(claim, sizeof(claim), "%s-%s-%d", lv->template_name, sts->name, (int)lv->ordinal);
+    if (names_dns_subdomain(claim))
+        snprintf(m.claim, sizeof(m.claim), "%s", claim);
+    manifest_object_name(m.object, sizeof(m.object), lv->ordinal, lv->template_name);
+    snprintf(m.sha256, sizeof(m.sha256), "%s", stats.sha256);
+    m.bytes_in = stats.bytes_in;
+    m.bytes_stored = stats.bytes_stored;
+    m.files = stats.files;
+    m.level = copts->level;
+    m.threads = copts->threads;
+    m.started_at = started;
+    m.finished_at = cli_now();
+    m.seconds = stats.seconds > 0 ? stats.seconds : cli_monotonic() - t0;
+    m.changed = stats.changed;
+    m.n_changed = MIN(stats.n_changed, (size_t)MANIFEST_CHANGED_MAX);
+    m.n_changed_total = stats.n_changed;
+    snprintf(m.tool_version, sizeof(m.tool_version), "%s", ORDINAL_VERSION);
+    if (stats.n_changed > 0)
+        cli_warn(src->cmd ? src->cmd : "backup",
+                 "ordinal %d '%s': %zu file(s) kept changing while being read (listed "
+                 "in the volume manifest), e.g. '%s'",
+                 (int)lv->ordinal, lv->template_name, stats.n_changed,
+                 stats.changed[0].path ? stats.changed[0].path : "?");
+    r = volume_manifest_format(&m, &text);
+    m.changed = NULL; /* owned by stats */
+    m.n_changed = 0;
+    if (r < 0) {
+        engine_stats_free(&stats);
+        return err_set(e, r, "out of memory");
+    }
+    bv = (struct backup_volume){
+        .ordinal = lv->ordinal,
+        .kind = lv->kind,
+        .bytes_in = m.bytes_in,
+        .bytes_stored = m.bytes_stored,
+        .files = m.files,
+        .started_at = m.started_at,
+        .finished_at = m.finished_at,
+        .seconds = m.seconds,
+    };
+    snprintf(bv.template_name, sizeof(bv.template_name), "%s", lv->template_name);
+    snprintf(bv.object, sizeof(bv.object), "%s", m.object);
+    manifest_manifest_name(bv.manifest, sizeof(bv.manifest), lv->ordinal, lv->template_name);
+    snprintf(bv.sha256, sizeof(bv.sha256), "%s", m.sha256);
+    engine_stats_free(&stats);
+
+    r = repo_key_volume(key, sizeof(key), sts->ns, sts->name, id, lv->ordinal, lv->template_name,
+                        ".json");
+    if (r < 0)
+        return err_set(e, r, "the manifest key is too long");
+    r = repo_put_small(repo, key, text, strlen(text), e);
+    if (r < 0)
+        return r;
+    *ret = bv;
+    return 0;
+}
+
+struct engine_expect volop_expect(const struct volume_manifest *m)
+{
+    return (struct engine_expect){
+        .kind = m->kind,
+        .sha256 = m->sha256,
+        .bytes_stored = m->bytes_stored,
+        .bytes_in = m->bytes_in,
+        .files = m->files,
+    };
+}
+
+int volop_verify_object(struct repo *repo, const struct backup_manifest *b,
+                        const struct backup_volume *bv, const struct volume_manifest *m,
+                        ord_err *e)
+{
+    _cleanup_(repo_reader_closep) struct repo_reader *rd = NULL;
+    struct engine_expect ex = volop_expect(m);
+    struct byte_source src;
+    char key[REPO_KEY_MAX + 1];
+    int r;
+
+    cli_object_key(key, sizeof(key), b, bv);
+    r = repo_get_open(repo, key, &rd, e);
+    if (r < 0)
+        return r;
+    if (rd->size != m->bytes_stored)
+        return err_set(e, -EBADMSG, "the stored object is %llu bytes, the manifest says %llu",
+                       (unsigned long long)rd->size, (unsigned long long)m->bytes_stored);
+    src = repo_reader_source(rd);
+    return engine_verify(&src, &ex, e);
+}
+
+int volop_restore(struct repo *repo, const struct backup_manifest *b,
+                  const struct backup_volume *bv, const struct volume_manifest *m,
+                  const char *root, const struct layout_volume *lv, ord_err *e)
+{
+    _cleanup_(repo_reader_closep) struct repo_reader *rd = NULL;
+    struct engine_expect ex = volop_expect(m);
+    struct byte_source src;
+    char key[REPO_KEY_MAX + 1], staging[LAYOUT_PATH_MAX];
+    int r;
+
+    cli_object_key(key, sizeof(key), b, bv);
+    r = repo_get_open(repo, key, &rd, e);
+    if (r < 0)
+        return r;
+    src = repo_reader_source(rd);
+    if (lv->kind == VOLUME_DEVICE)
+        return engine_restore_device(&src, &ex, lv->path, e);
+
+    r = layout_staging_path(staging, sizeof(staging), root, &b->sts, bv->ordinal,
+                            bv->template_name, b->id);
+    if (r < 0)
+        return err_set(e, r, "the staging path is too long");
+    r = engine_restore_dir(&src, &ex, staging, e);
+    if (r < 0)
+        return r;
+    return engine_swap(lv->path, staging, e);
+}

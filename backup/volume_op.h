@@ -1,0 +1,62 @@
+/*
+ * volume_op.h - one volume's backup or restore against a repository: what the CLI's backup
+ * and restore commands do per volume, shared with the node agent (cmd_agent.c), which does the
+ * same thing for one VolumeTask at a time.
+ *
+ * Backup writes the volume's stored object, then its manifest, under the given backup ID; it
+ * never writes backup.json (the caller commits the backup: cmd_backup.c on one node, the
+ * coordinator cmd_run.c in a cluster). Restore reads an object of a committed backup, checks
+ * it whole, extracts it beside the live entry and swaps it in (engine_swap), or writes a device
+ * image back after the check.
+ */
+#ifndef ORDINAL_VOLUME_OP_H
+#define ORDINAL_VOLUME_OP_H
+
+#include "engine.h"
+#include "err.h"
+#include "layout.h"
+#include "manifest.h"
+#include "names.h"
+#include "repo.h"
+
+/* Where a volume came from, for its manifest. */
+struct volop_source {
+    const struct layout_volume *lv;
+    const char *node; /* the node's name */
+    const char *pv;   /* the PersistentVolume's name, or NULL when unknown (one-node CLI) */
+    const char *cmd;  /* "backup" or "agent": prefixes the warning about changing files */
+};
+
+/*
+ * Backs up src->lv into backup id of sts: the object, then the manifest. progress (may be
+ * NULL) is called with the bytes read so far. Returns 0 with *ret (the volume's entry of
+ * backup.json), or a negative errno with e filled; what was written is left for the caller to
+ * remove with the rest of the backup.
+ */
+int volop_backup(struct repo *repo, const struct sts_ref *sts, const char *id,
+                 const struct volop_source *src, const struct compress_opts *copts,
+                 engine_progress_fn progress, void *progress_ctx, struct backup_volume *ret,
+                 ord_err *e);
+
+/* What a restore or verify checks an object against, from its manifest. */
+struct engine_expect volop_expect(const struct volume_manifest *m);
+
+/*
+ * Reads volume bv's object of backup b whole and checks it against its manifest m (size,
+ * SHA-256, decompression, tar walk). Writes nothing. Returns 0 or a negative errno.
+ */
+int volop_verify_object(struct repo *repo, const struct backup_manifest *b,
+                        const struct backup_volume *bv, const struct volume_manifest *m,
+                        ord_err *e);
+
+/*
+ * Restores bv of backup b onto the layout entry lv under root: a directory volume through a
+ * staging entry and an atomic swap, a device volume written back in place (the caller has
+ * checked the object with volop_verify_object() first). Returns 0 or a negative errno; on
+ * failure a directory volume keeps its previous content.
+ */
+int volop_restore(struct repo *repo, const struct backup_manifest *b,
+                  const struct backup_volume *bv, const struct volume_manifest *m,
+                  const char *root, const struct layout_volume *lv, ord_err *e);
+
+#endif
