@@ -182,11 +182,11 @@ static void test_dir_backend_cycle(void **state)
     req.claim_uid = "u-2";
     assert_int_equal(dir_backend.prepare(&ctx, &req, &prep, &e), 0);
     assert_int_equal(dir_backend.commit(&ctx, &req, &e), 0);
-    assert_int_equal(dir_backend.release(&ctx, &p, &id, &e), 0);
+    assert_int_equal(dir_backend.release(&ctx, &p, &id, NULL, &e), 0);
     snprintf(path, sizeof(path), "%s/ns", root);
     assert_int_equal(stat(path, &st), -1);
     assert_int_equal(stat(root, &st), 0);
-    assert_int_equal(dir_backend.release(&ctx, &p, &id, &e), 0); /* already gone */
+    assert_int_equal(dir_backend.release(&ctx, &p, &id, NULL, &e), 0); /* already gone */
 
     /* abort removes only the pending directory */
     req.claim_uid = "u-3";
