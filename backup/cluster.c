@@ -12,6 +12,7 @@
 #include "cluster.h"
 #include "json.h"
 #include "kube_watch.h"
+#include "lock.h"
 #include "id.h"
 #include "kube_config.h"
 
@@ -204,4 +205,32 @@ int cluster_task_run(struct kube_client *c, const char *ns, bool restore, const 
                      "ordinal %d volume '%s' on node '%s': task '%s' created", (int)ordinal, tmpl,
                      node, name);
     return wait_task(c, ns, &t, timeout_s, ret, e);
+}
+
+void cluster_lock_operation(struct kube_client *c, const char *ns, const char *base, char *buf,
+                            size_t size)
+{
+    const struct kube_config *cfg = kube_client_config(c);
+    bool in_pod = cfg->source && strstr(cfg->source, "in-cluster") && cfg->namespace &&
+                  streq(cfg->namespace, ns);
+
+    snprintf(buf, size, "%s%s", base, in_pod ? "-pod" : "");
+}
+
+bool cluster_lock_holder_gone(const struct lock_info *holder, void *ctx)
+{
+    struct cluster_lock_ctx *lc = ctx;
+    _cleanup_(cJSON_Deletep) cJSON *list = NULL;
+    char selector[300], phase[32];
+    size_t op = strlen(holder->operation), n;
+    struct kube_list_opts lo = {.field_selector = selector};
+
+    /* Only coordinators that ran in a pod of this namespace: their host is the pod's name. */
+    if (op < 4 || !streq(holder->operation + op - 4, "-pod") || !names_dns_subdomain(holder->host))
+        return false;
+    snprintf(selector, sizeof(selector), "metadata.name=%s", holder->host);
+    if (kube_list(lc->client, &KUBE_RES_PODS, lc->ns, &lo, &list, NULL) < 0)
+        return false; /* cannot tell: not gone */
+    n = cobj_pod_list_phase(list, phase, sizeof(phase));
+    return n == 0 || streq(phase, "Succeeded") || streq(phase, "Failed");
 }

@@ -29,6 +29,23 @@ int cluster_connect(const char *kubeconfig, const char *ns_opt, struct kube_clie
 /* Now as RFC 3339 UTC ("2026-11-23T14:00:00Z"). */
 void cluster_now_rfc3339(char *buf, size_t size);
 
+struct lock_info;
+
+/*
+ * The repository lock of a coordinator. In a pod of the tasks' namespace the operation is
+ * marked "<base>-pod" (the lock's host is then the pod's name), so that a later coordinator
+ * can judge the lock of one that was killed: cluster_lock_holder_gone() asks the API whether
+ * that pod still runs. Elsewhere the operation is just base and only the same host judges it.
+ */
+struct cluster_lock_ctx {
+    struct kube_client *client;
+    const char *ns;
+};
+void cluster_lock_operation(struct kube_client *c, const char *ns, const char *base, char *buf,
+                            size_t size);
+/* lock_holder_gone_fn: true when the holder was a coordinator pod of ctx->ns that is gone. */
+bool cluster_lock_holder_gone(const struct lock_info *holder, void *ctx);
+
 /* "ordinal-backup CMD: MESSAGE" on stderr, flushed: the log of a CronJob or Job. */
 void cluster_progress(const char *cmd, const char *fmt, ...) _printf_(2, 3);
 

@@ -253,6 +253,16 @@ int cobj_sts_from_json(const cJSON *obj, struct cobj_sts *ret, ord_err *e)
     return 0;
 }
 
+size_t cobj_pod_list_phase(const cJSON *list, char *phase, size_t size)
+{
+    const cJSON *items = json_path(list, "items");
+
+    phase[0] = '\0';
+    if (json_array_len(items) > 0)
+        (void)copy_str(json_index(items, 0), "status.phase", phase, size, false);
+    return json_array_len(items);
+}
+
 size_t cobj_count_sts_pods(const cJSON *list, const char *sts)
 {
     const cJSON *it;

@@ -109,6 +109,9 @@ struct cobj_sts {
 };
 int cobj_sts_from_json(const cJSON *obj, struct cobj_sts *ret, ord_err *e);
 
+/* The number of items of a List of pods, and the phase of the first in phase ("" if none). */
+size_t cobj_pod_list_phase(const cJSON *list, char *phase, size_t size);
+
 /* How many pods of a List of pods are named "<sts>-<ordinal>" (the StatefulSet's). */
 size_t cobj_count_sts_pods(const cJSON *list, const char *sts);
 

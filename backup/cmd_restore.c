@@ -35,6 +35,7 @@
 #include "opts.h"
 #include "repo.h"
 #include "repo_s3.h"
+#include "restore_cluster.h"
 #include "version.h"
 #include "volume_op.h"
 
@@ -42,6 +43,7 @@ static const char *const orders[] = {"ordinal", "reverse", NULL};
 
 struct restore_args {
     const char *root, *repo, *statefulset, *backup, *ordinals, *order;
+    const char *kubeconfig, *ns; /* cluster mode (restore_cluster.c) */
     bool json;
 };
 
@@ -258,7 +260,7 @@ out:
 int cmd_restore(int argc, char **argv)
 {
     struct restore_args a = {
-        .root = CLI_DEFAULT_ROOT,
+        .root = NULL, /* CLI_DEFAULT_ROOT; NULL tells "not given" (cluster mode in a pod) */
         .order = "ordinal",
         .backup = "latest",
     };
@@ -289,10 +291,17 @@ int cmd_restore(int argc, char **argv)
         {"json", OPT_FLAG, &a.json, NULL,
          "Print one JSON document on stdout: {id, statefulset, order, volumes[]}.", NULL, 0, 0,
          NULL, NULL, false},
+        {"kubeconfig", OPT_STRING, &a.kubeconfig, "FILE",
+         "Cluster mode: scale the StatefulSet to 0, re-create missing claims, restore every "
+         "volume through the agent of its node, scale back. In a pod, cluster mode is the "
+         "default when --root is not given.",
+         NULL, 0, 0, NULL, NULL, false},
+        {"namespace", OPT_STRING, &a.ns, "NS", "Cluster mode: namespace of the VolumeTasks.",
+         "the pod's namespace, else ordinal-system", 0, 0, NULL, NULL, false},
     };
     const struct opt_cmd cmd = {
         .name = "restore",
-        .usage = "--repo URL --statefulset NS/NAME [--root DIR] [--backup ID|latest] "
+        .usage = "--repo URL --statefulset NS/NAME [--root DIR | --kubeconfig FILE] [--backup ID|latest] "
                  "[--ordinals 0,2] [--order ordinal|reverse] [--json]",
         .summary =
             "Restores the StatefulSet's volumes on this node from a backup. Stop the pods first\n"
@@ -335,7 +344,17 @@ int cmd_restore(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
-    r = run_restore(&a, &sts, &e);
+    if (a.kubeconfig || (!a.root && getenv("KUBERNETES_SERVICE_HOST"))) {
+        struct restore_cluster_args ca = {
+            .kubeconfig = a.kubeconfig, .ns = a.ns, .repo = a.repo, .backup = a.backup,
+            .ordinals = a.ordinals, .order = a.order, .task_timeout = 6 * 3600, .json = a.json};
+
+        r = restore_cluster(&ca, &sts, &e);
+    } else {
+        if (!a.root)
+            a.root = CLI_DEFAULT_ROOT;
+        r = run_restore(&a, &sts, &e);
+    }
     if (r < 0) {
         cli_error("restore", "%s", err_msg(&e));
         return CLI_EXIT_FAILURE;

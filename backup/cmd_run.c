@@ -272,6 +272,8 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     struct catalog cat = {0};
     struct backup_manifest b = {0};
     struct id_ctx ic;
+    struct cluster_lock_ctx lc = {.client = run->client, .ns = run->ns};
+    char op[16];
     char id[ID_MAX], key[REPO_KEY_MAX + 1];
     double started = cli_now(), t0 = cli_monotonic();
     size_t n_ords = 0;
@@ -284,7 +286,8 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     r = repo_open(a->repo, REPO_OPEN_CREATE, &repo, e);
     if (r < 0)
         return r;
-    r = lock_acquire(repo, &run->sts, "backup", &lock, e);
+    cluster_lock_operation(run->client, run->ns, "run", op, sizeof(op));
+    r = lock_acquire_ex(repo, &run->sts, op, cluster_lock_holder_gone, &lc, &lock, e);
     if (r < 0)
         return r;
     r = catalog_scan(repo, &run->sts, &cat, e);

@@ -207,6 +207,13 @@ static void lock_free(struct repo_lock *l)
 int lock_acquire(struct repo *r, const struct sts_ref *sts, const char *operation,
                  struct repo_lock **ret, ord_err *e)
 {
+    return lock_acquire_ex(r, sts, operation, NULL, NULL, ret, e);
+}
+
+int lock_acquire_ex(struct repo *r, const struct sts_ref *sts, const char *operation,
+                    lock_holder_gone_fn holder_gone, void *ctx, struct repo_lock **ret,
+                    ord_err *e)
+{
     struct repo_lock *l;
     struct lock_info self;
     int rc;
@@ -253,7 +260,8 @@ int lock_acquire(struct repo *r, const struct sts_ref *sts, const char *operatio
                          sts->ns, sts->name, l->key);
             break;
         }
-        if (!lock_is_stale(&holder, &self, lock_proc_start)) {
+        if (!lock_is_stale(&holder, &self, lock_proc_start) &&
+            !(holder_gone && holder_gone(&holder, ctx))) {
             rc = err_set(e, -EBUSY,
                          "%s/%s is locked by a %s running on host '%s' (pid %lld, since %s); "
                          "wait for it to finish, or if that process is gone remove the lock "

@@ -61,6 +61,18 @@ bool lock_is_stale(const struct lock_info *holder, const struct lock_info *self,
 int lock_acquire(struct repo *r, const struct sts_ref *sts, const char *operation,
                  struct repo_lock **ret, ord_err *e);
 
+/*
+ * Optional second opinion on a holder that lock_is_stale() cannot judge (another host): returns
+ * true only when that holder is provably gone. The coordinator asks the API whether the pod
+ * named as the holder's host still runs (cluster.c).
+ */
+typedef bool (*lock_holder_gone_fn)(const struct lock_info *holder, void *ctx);
+
+/* lock_acquire() with a holder_gone judge (may be NULL). */
+int lock_acquire_ex(struct repo *r, const struct sts_ref *sts, const char *operation,
+                    lock_holder_gone_fn holder_gone, void *ctx, struct repo_lock **ret,
+                    ord_err *e);
+
 /* Removes the lock if it is still ours and frees l. NULL is fine. */
 void lock_release(struct repo_lock *l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct repo_lock *, lock_release);

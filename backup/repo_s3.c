@@ -785,7 +785,8 @@ static int fetch_chunk(struct s3_reader *rd, bool first, ord_err *e)
             got += resp.body_len;
         if (!s3_retryable(r, &resp) || attempt >= s3_client_max_attempts(sr->cli)) {
             if (r < 0)
-                r = err_set(e, r, "%s: %s", what, inner.msg);
+                r = err_set(e, r, "%s: %s%s", what, inner.msg,
+                            attempt > 1 ? " (after retries)" : "");
             else
                 r = s3_resp_error(sr->cli, &resp, what, e);
             s3_resp_done(&resp);

@@ -34,5 +34,5 @@ if [ -f tests/s3/package.json ] && [ ! -d tests/s3/node_modules/s3rver ]; then
     if ! command -v npm >/dev/null; then
         apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
     fi
-    (cd tests/s3 && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    (cd tests/s3 && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
