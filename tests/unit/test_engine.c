@@ -593,7 +593,7 @@ static void test_small_file_reread(void **state)
             assert_int_equal(st.n_changed, 0);
             for (int i = 0; i < changes * 8; i++)
                 assert_int_equal(buf[i], 'a' + changes);
-            assert_memory_equal(buf + changes * 8, "0123456789012345678901234567890123456789" + changes * 8,
+            assert_memory_equal(buf + changes * 8, &"0123456789012345678901234567890123456789"[changes * 8],
                                 (size_t)(40 - changes * 8));
         } else {
             assert_int_equal(st.n_changed, 1);
