@@ -69,8 +69,8 @@ static void decode_spec(const cJSON *obj, struct vtask *t)
     if (copy_str(obj, "spec.backupId", t->backup_id, sizeof(t->backup_id), true) < 0 ||
         id_parse(t->backup_id, &bid) < 0)
         return BAD("spec.backupId is not a backup ID (like 20261121T203000Z)");
-    if (json_get_string(obj, "spec.statefulset", NAMES_LABEL_MAX + NAMES_SUBDOMAIN_MAX + 1,
-                        &sts) < 0 ||
+    if (json_get_string(obj, "spec.statefulset", NAMES_LABEL_MAX + NAMES_SUBDOMAIN_MAX + 1, &sts) <
+            0 ||
         names_parse_sts(sts, &t->sts, &se) < 0)
         return BAD("spec.statefulset must be NAMESPACE/NAME: %s", se.msg[0] ? se.msg : "absent");
     if (json_get_int64(obj, "spec.ordinal", 0, INT32_MAX, &ord) < 0)
@@ -223,8 +223,8 @@ int cobj_sts_from_json(const cJSON *obj, struct cobj_sts *ret, ord_err *e)
     s->replicas = (int32_t)replicas;
     s->restore_replicas = -1;
     {
-        const cJSON *ann = json_pathv(obj, "metadata", "annotations", COBJ_ANN_RESTORE_REPLICAS,
-                                      NULL);
+        const cJSON *ann =
+            json_pathv(obj, "metadata", "annotations", COBJ_ANN_RESTORE_REPLICAS, NULL);
         char *end;
         long v;
 
@@ -243,8 +243,8 @@ int cobj_sts_from_json(const cJSON *obj, struct cobj_sts *ret, ord_err *e)
         if (s->n_templates == COBJ_TEMPLATES_MAX)
             return err_set(e, -E2BIG, "the StatefulSet has more than %d volumeClaimTemplates",
                            COBJ_TEMPLATES_MAX);
-        r = copy_str(t, "metadata.name", s->templates[s->n_templates],
-                     sizeof(s->templates[0]), true);
+        r = copy_str(t, "metadata.name", s->templates[s->n_templates], sizeof(s->templates[0]),
+                     true);
         if (r < 0 || !names_dns_subdomain(s->templates[s->n_templates]))
             return err_set(e, -EINVAL, "cannot decode StatefulSet: bad volumeClaimTemplate name");
         s->n_templates++;
@@ -302,19 +302,20 @@ int cobj_claim_from_template(const cJSON *sts_obj, const char *tmpl, const char 
         return -ENOMEM;
     if (json_set_string(o, "apiVersion", "v1") < 0 ||
         json_set_string(o, "kind", "PersistentVolumeClaim") < 0 ||
-        !(meta = json_ensure_object(o, "metadata")) || !(ann = json_ensure_object(meta, "annotations")) ||
+        !(meta = json_ensure_object(o, "metadata")) ||
+        !(ann = json_ensure_object(meta, "annotations")) ||
         !(lab = json_ensure_object(meta, "labels")) || json_set_string(meta, "name", claim) < 0 ||
         json_set_string(meta, "namespace", ns) < 0 ||
         json_set_string(ann, "volume.kubernetes.io/selected-node", node) < 0)
         return -ENOMEM;
     labels = json_path(found, "metadata.labels");
     match = json_path(sts_obj, "spec.selector.matchLabels");
-    cJSON_ArrayForEach(it, labels)
-        if (cJSON_IsString(it) && json_set_string(lab, it->string, it->valuestring) < 0)
-            return -ENOMEM;
-    cJSON_ArrayForEach(it, match)
-        if (cJSON_IsString(it) && json_set_string(lab, it->string, it->valuestring) < 0)
-            return -ENOMEM;
+    cJSON_ArrayForEach(it, labels) if (cJSON_IsString(it) &&
+                                       json_set_string(lab, it->string, it->valuestring) <
+                                           0) return -ENOMEM;
+    cJSON_ArrayForEach(it, match) if (cJSON_IsString(it) &&
+                                      json_set_string(lab, it->string, it->valuestring) <
+                                          0) return -ENOMEM;
     spec = cJSON_Duplicate(json_path(found, "spec"), true);
     if (!spec || json_set_item(o, "spec", spec) < 0)
         return -ENOMEM;

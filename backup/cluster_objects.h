@@ -86,7 +86,7 @@ struct cobj_pv {
     char node[COBJ_NAME_MAX + 1]; /* annotation ordinal.dev/node, "" when absent */
     char ann_ns[NAMES_LABEL_MAX + 1], ann_sts[NAMES_SUBDOMAIN_MAX + 1];
     char ann_template[NAMES_SUBDOMAIN_MAX + 1];
-    int32_t ann_ordinal; /* -1 when absent or invalid */
+    int32_t ann_ordinal;      /* -1 when absent or invalid */
     char path[COBJ_PATH_MAX]; /* spec.hostPath.path or spec.local.path, "" when neither */
     char claim_ns[NAMES_LABEL_MAX + 1], claim_name[COBJ_NAME_MAX + 1];
     char phase[32];

@@ -71,6 +71,15 @@ struct agent {
     /* uids of the tasks this process finished: the cache may still show them Running. */
     char done[DONE_RING][64];
     size_t n_done;
+    /*
+     * Liveness: the main loop stamps `beat` on every turn, and a task in progress sets `busy`.
+     * The health thread rewrites --health-file every few seconds while either says the agent
+     * works, so a long restore (which reports no progress) is not mistaken for a hang.
+     */
+    _Atomic double beat;
+    atomic_bool busy, quit;
+    pthread_t health;
+    bool health_started;
     /* the task being run, for progress reports */
     const struct vtask *cur;
     char cur_start[32];
@@ -138,6 +147,19 @@ static void touch_health(const struct agent *ag)
     close(fd);
 }
 
+static void *health_main(void *arg)
+{
+    struct agent *ag = arg;
+
+    while (!atomic_load(&ag->quit)) {
+        if (atomic_load(&ag->busy) || cli_monotonic() - atomic_load(&ag->beat) < 30)
+            touch_health(ag);
+        for (int i = 0; i < 20 && !atomic_load(&ag->quit); i++)
+            usleep(250 * 1000);
+    }
+    return NULL;
+}
+
 /* PATCHes the task's status. Returns 0 or a negative errno (logged by the caller). */
 static int patch_status(struct agent *ag, const struct vtask *t, enum vtask_phase phase,
                         const char *msg, uint64_t progress, const char *start, const char *done,
@@ -161,7 +183,6 @@ static void report_progress(void *ctx, uint64_t bytes)
     if (!ag->cur || now - ag->last_progress < PROGRESS_INTERVAL_S)
         return;
     ag->last_progress = now;
-    touch_health(ag);
     if (patch_status(ag, ag->cur, VTASK_RUNNING, NULL, bytes, NULL, NULL, NULL, &e) < 0)
         log_warn("task '%s': cannot report progress: %s", ag->cur->name, err_msg(&e));
 }
@@ -298,8 +319,8 @@ static int do_restore(struct agent *ag, const struct vtask *t, const struct layo
         return r;
     r = cli_load_backup(repo, &t->sts, t->backup_id, &b, e);
     if (r == -ENOENT)
-        return err_set(e, r, "backup '%s' of %s/%s does not exist or is incomplete",
-                       t->backup_id, t->sts.ns, t->sts.name);
+        return err_set(e, r, "backup '%s' of %s/%s does not exist or is incomplete", t->backup_id,
+                       t->sts.ns, t->sts.name);
     if (r < 0)
         return r;
     for (size_t i = 0; i < b.n_volumes && !bv; i++)
@@ -356,8 +377,8 @@ static void run_task(struct agent *ag, const struct vtask *t, bool retry)
     cluster_now_rfc3339(ag->cur_start, sizeof(ag->cur_start));
     snprintf(msg, sizeof(msg), "%s%s ordinal %d volume '%s' of %s/%s (PV %s, backup %s)",
              retry ? RETRY_MARK "the agent restarted while this task ran; " : "",
-             t->restore ? "restoring" : "backing up", (int)t->ordinal, t->template_name,
-             t->sts.ns, t->sts.name, t->pv, t->backup_id);
+             t->restore ? "restoring" : "backing up", (int)t->ordinal, t->template_name, t->sts.ns,
+             t->sts.name, t->pv, t->backup_id);
     log_info("task '%s': %s", t->name, msg);
     r = patch_status(ag, t, VTASK_RUNNING, msg, 0, ag->cur_start, NULL, NULL, &e);
     if (r < 0) {
@@ -366,11 +387,13 @@ static void run_task(struct agent *ag, const struct vtask *t, bool retry)
         return;
     }
     ag->cur = t;
+    atomic_store(&ag->busy, true);
     ag->last_progress = cli_monotonic();
     r = resolve_volume(ag, t, &lv, &e);
     if (r >= 0)
         r = t->restore ? do_restore(ag, t, &lv, &res, &e) : do_backup(ag, t, &lv, &res, &e);
     ag->cur = NULL;
+    atomic_store(&ag->busy, false);
     cluster_now_rfc3339(now, sizeof(now));
     if (r < 0) {
         log_error("task '%s': Failed: %s", t->name, err_msg(&e));
@@ -512,12 +535,20 @@ static int agent_loop(struct agent *ag, ord_err *e)
     while (kube_informer_wait_synced(ag->inf, 1000) == -ETIMEDOUT)
         if (stop_requested())
             return 0;
+    atomic_store(&ag->beat, cli_monotonic());
+    touch_health(ag);
+    if (ag->a.health_file) {
+        r = pthread_create(&ag->health, NULL, health_main, ag);
+        if (r != 0)
+            return err_set(e, -r, "cannot start the health thread");
+        ag->health_started = true;
+    }
     log_info("serving node '%s': VolumeTasks in namespace '%s', root '%s', repository '%s'",
              ag->a.node_name, ag->ns, ag->root, ag->a.repo);
     for (;;) {
         struct vtask t;
 
-        touch_health(ag);
+        atomic_store(&ag->beat, cli_monotonic());
         if (stop_requested())
             break;
         if (!pick_task(ag, &t)) {
@@ -536,8 +567,8 @@ static int agent_loop(struct agent *ag, ord_err *e)
                      "refused: spec.node is '%s' but the task is labelled for node '%s'", t.node,
                      ag->a.node_name);
             fail_task(ag, &t, why);
-        } else if (t.phase == VTASK_RUNNING && strncmp(t.message, RETRY_MARK,
-                                                       strlen(RETRY_MARK)) == 0) {
+        } else if (t.phase == VTASK_RUNNING &&
+                   strncmp(t.message, RETRY_MARK, strlen(RETRY_MARK)) == 0) {
             fail_task(ag, &t,
                       "the agent stopped twice while running this task (killed, out of memory, "
                       "or the node restarted); see the agent's log, then run the backup or "
@@ -595,8 +626,8 @@ int cmd_agent(int argc, char **argv)
          "Rewritten every few seconds while the agent works (for exec probes).", NULL, 0, 0, NULL,
          NULL, false},
         {"log-format", OPT_CHOICE, &ag->a.log_format, "FORMAT",
-         "Log as text for people or as JSON lines for collectors.", "text", 0, 0, log_formats,
-         NULL, false},
+         "Log as text for people or as JSON lines for collectors.", "text", 0, 0, log_formats, NULL,
+         false},
         {"log-level", OPT_CHOICE, &ag->a.log_level, "LEVEL", "Least severe level logged.", "info",
          0, 0, log_levels, NULL, false},
     };
@@ -648,6 +679,9 @@ int cmd_agent(int argc, char **argv)
         r = agent_loop(ag, &e);
     if (r < 0)
         log_error("%s", err_msg(&e));
+    atomic_store(&ag->quit, true);
+    if (ag->health_started)
+        pthread_join(ag->health, NULL);
     kube_informer_free(ag->inf);
     kube_client_free(ag->client);
     pthread_cond_destroy(&ag->cv);

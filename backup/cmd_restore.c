@@ -301,7 +301,8 @@ int cmd_restore(int argc, char **argv)
     };
     const struct opt_cmd cmd = {
         .name = "restore",
-        .usage = "--repo URL --statefulset NS/NAME [--root DIR | --kubeconfig FILE] [--backup ID|latest] "
+        .usage = "--repo URL --statefulset NS/NAME [--root DIR | --kubeconfig FILE] "
+                 "[--backup ID|latest] "
                  "[--ordinals 0,2] [--order ordinal|reverse] [--json]",
         .summary =
             "Restores the StatefulSet's volumes on this node from a backup. Stop the pods first\n"
@@ -346,8 +347,15 @@ int cmd_restore(int argc, char **argv)
     }
     if (a.kubeconfig || (!a.root && getenv("KUBERNETES_SERVICE_HOST"))) {
         struct restore_cluster_args ca = {
-            .kubeconfig = a.kubeconfig, .ns = a.ns, .repo = a.repo, .backup = a.backup,
-            .ordinals = a.ordinals, .order = a.order, .task_timeout = 6 * 3600, .json = a.json};
+            .kubeconfig = a.kubeconfig,
+            .ns = a.ns,
+            .repo = a.repo,
+            .backup = a.backup,
+            .ordinals = a.ordinals,
+            .order = a.order,
+            .task_timeout = 6 * 3600,
+            .json = a.json,
+        };
 
         r = restore_cluster(&ca, &sts, &e);
     } else {

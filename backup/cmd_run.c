@@ -54,7 +54,6 @@ struct run_vol {
     char pv[COBJ_NAME_MAX + 1];
     char node[COBJ_NAME_MAX + 1];
     char task[COBJ_NAME_MAX + 1];
-    bool created;
 };
 
 struct run {
@@ -94,8 +93,10 @@ static int resolve(struct run *run, ord_err *e)
     if (r < 0)
         return r;
     if (sts->n_templates == 0)
-        return err_set(e, -ENOENT, "StatefulSet %s/%s has no volumeClaimTemplates: nothing to "
-                       "back up", run->sts.ns, run->sts.name);
+        return err_set(e, -ENOENT,
+                       "StatefulSet %s/%s has no volumeClaimTemplates: nothing to "
+                       "back up",
+                       run->sts.ns, run->sts.name);
     if (run->a->ordinals) {
         r = names_parse_ordinals(run->a->ordinals, &ords, &n_ords, e);
         if (r < 0)
@@ -143,8 +144,7 @@ static int resolve(struct run *run, ord_err *e)
             if (!streq(pvc.phase, "Bound") || !pvc.volume_name[0])
                 return err_set(e, -ENOENT, "claim '%s' is not Bound (phase '%s')", claim,
                                pvc.phase);
-            r = kube_get(run->client, &KUBE_RES_PERSISTENTVOLUMES, NULL, pvc.volume_name, &pobj,
-                         e);
+            r = kube_get(run->client, &KUBE_RES_PERSISTENTVOLUMES, NULL, pvc.volume_name, &pobj, e);
             if (r < 0)
                 return err_wrap(e, r, "cannot read PersistentVolume '%s' of claim '%s'",
                                 pvc.volume_name, claim);
@@ -215,8 +215,8 @@ static void delete_old_tasks(struct run *run)
 
 /* Step 4: the manifest the agent wrote for v, checked against the task's result. */
 static int collect_volume(struct repo *repo, const struct run *run, const char *id,
-                          const struct run_vol *v, const struct vtask *t,
-                          struct backup_volume *ret, ord_err *e)
+                          const struct run_vol *v, const struct vtask *t, struct backup_volume *ret,
+                          ord_err *e)
 {
     _cleanup_free_ char *text = NULL;
     struct volume_manifest m;
@@ -235,9 +235,8 @@ static int collect_volume(struct repo *repo, const struct run *run, const char *
     if (r < 0)
         return err_wrap(e, r, "the agent's manifest of ordinal %d volume '%s' is damaged",
                         (int)v->ordinal, v->tmpl);
-    if (!streq(m.backup_id, id) || !sts_ref_equal(&m.sts, &run->sts) ||
-        m.ordinal != v->ordinal || !streq(m.template_name, v->tmpl) ||
-        (t->has_result && !streq(t->result.sha256, m.sha256))) {
+    if (!streq(m.backup_id, id) || !sts_ref_equal(&m.sts, &run->sts) || m.ordinal != v->ordinal ||
+        !streq(m.template_name, v->tmpl) || (t->has_result && !streq(t->result.sha256, m.sha256))) {
         volume_manifest_free(&m);
         return err_set(e, -EBADMSG,
                        "the manifest of ordinal %d volume '%s' does not match its task '%s'",
@@ -299,8 +298,8 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     if (r < 0)
         return err_set_errno(e, r, "cannot choose a backup ID");
     delete_old_tasks(run);
-    cluster_progress("run", "backup %s of %s/%s: %zu volume(s), order %s", id, run->sts.ns, run->sts.name,
-                  run->n, a->order);
+    cluster_progress("run", "backup %s of %s/%s: %zu volume(s), order %s", id, run->sts.ns,
+                     run->sts.name, run->n, a->order);
 
     vols = calloc(run->n, sizeof(*vols));
     ords = calloc(run->n, sizeof(*ords));
@@ -310,9 +309,8 @@ static int run_backup_cluster(struct run *run, ord_err *e)
         struct run_vol *v = &run->v[i];
         struct vtask t;
 
-        r = cluster_task_run(run->client, run->ns, false, id, id, &run->sts, v->ordinal,
-                             v->tmpl, v->pv, v->node, a->task_timeout, v->task, sizeof(v->task),
-                             &t, e);
+        r = cluster_task_run(run->client, run->ns, false, id, id, &run->sts, v->ordinal, v->tmpl,
+                             v->pv, v->node, a->task_timeout, v->task, sizeof(v->task), &t, e);
         if (r >= 0 && t.phase == VTASK_FAILED)
             r = err_set(e, -EIO, "task '%s' failed: %s", v->task,
                         t.message[0] ? t.message : "(no message)");
@@ -324,7 +322,7 @@ static int run_backup_cluster(struct run *run, ord_err *e)
             goto fail;
         }
         cluster_progress("run", "ordinal %d volume '%s' on node '%s': %s", (int)v->ordinal, v->tmpl,
-                      v->node, t.message);
+                         v->node, t.message);
         if (n_ords == 0 || ords[n_ords - 1] != v->ordinal)
             ords[n_ords++] = v->ordinal;
         one_node = one_node && streq(v->node, run->v[0].node);

@@ -211,8 +211,7 @@ int lock_acquire(struct repo *r, const struct sts_ref *sts, const char *operatio
 }
 
 int lock_acquire_ex(struct repo *r, const struct sts_ref *sts, const char *operation,
-                    lock_holder_gone_fn holder_gone, void *ctx, struct repo_lock **ret,
-                    ord_err *e)
+                    lock_holder_gone_fn holder_gone, void *ctx, struct repo_lock **ret, ord_err *e)
 {
     struct repo_lock *l;
     struct lock_info self;

@@ -70,8 +70,7 @@ typedef bool (*lock_holder_gone_fn)(const struct lock_info *holder, void *ctx);
 
 /* lock_acquire() with a holder_gone judge (may be NULL). */
 int lock_acquire_ex(struct repo *r, const struct sts_ref *sts, const char *operation,
-                    lock_holder_gone_fn holder_gone, void *ctx, struct repo_lock **ret,
-                    ord_err *e);
+                    lock_holder_gone_fn holder_gone, void *ctx, struct repo_lock **ret, ord_err *e);
 
 /* Removes the lock if it is still ours and frees l. NULL is fine. */
 void lock_release(struct repo_lock *l);

@@ -13,9 +13,8 @@ static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
 } commands[] = {
-    {"backup", cmd_backup}, {"restore", cmd_restore}, {"list", cmd_list},
-    {"verify", cmd_verify}, {"prune", cmd_prune},   {"run", cmd_run},
-    {"agent", cmd_agent},
+    {"backup", cmd_backup}, {"restore", cmd_restore}, {"list", cmd_list},   {"verify", cmd_verify},
+    {"prune", cmd_prune},   {"run", cmd_run},         {"agent", cmd_agent},
 };
 
 static void usage(FILE *f)

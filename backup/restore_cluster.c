@@ -210,8 +210,7 @@ static int select_volumes(const struct restore_cluster_args *a, const struct bac
             for (size_t j = 0; j < b->n_ordinals; j++)
                 found = found || b->ordinals[j] == want[i];
             if (!found)
-                return err_set(e, -ENOENT, "backup '%s' holds no ordinal %d", b->id,
-                               (int)want[i]);
+                return err_set(e, -ENOENT, "backup '%s' holds no ordinal %d", b->id, (int)want[i]);
         }
     }
     ords = calloc(b->n_ordinals + 1, sizeof(*ords));
@@ -245,7 +244,8 @@ static int pick_backup(struct repo *repo, const struct restore_cluster_args *a,
     r = catalog_scan(repo, sts, &cat, e);
     if (r < 0)
         return r;
-    ce = streq(a->backup, "latest") ? catalog_latest(&cat, sts) : catalog_find(&cat, sts, a->backup);
+    ce =
+        streq(a->backup, "latest") ? catalog_latest(&cat, sts) : catalog_find(&cat, sts, a->backup);
     if (!ce || !ce->complete) {
         r = err_set(e, -ENOENT,
                     "there is no complete backup '%s' of %s/%s in '%s'; run 'ordinal-backup list "
@@ -325,8 +325,8 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
         goto out;
     }
     scaled = true;
-    cluster_progress("restore", "backup %s of %s/%s: scaling to 0 (replicas to restore: %d)",
-                     b.id, sts->ns, sts->name, (int)replicas);
+    cluster_progress("restore", "backup %s of %s/%s: scaling to 0 (replicas to restore: %d)", b.id,
+                     sts->ns, sts->name, (int)replicas);
     r = scale(&rc, 0, e);
     if (r < 0 || (r = wait_pods_gone(&rc, e)) < 0)
         goto fail;
@@ -352,9 +352,8 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
 
         r = claim_volume(&rc, sts_obj, bv->ordinal, bv->template_name, mans[i].node, pv, node, e);
         if (r >= 0)
-            r = cluster_task_run(rc.c, rc.ns, true, tag, b.id, sts, bv->ordinal,
-                                 bv->template_name, pv, node, a->task_timeout, task, sizeof(task),
-                                 &t, e);
+            r = cluster_task_run(rc.c, rc.ns, true, tag, b.id, sts, bv->ordinal, bv->template_name,
+                                 pv, node, a->task_timeout, task, sizeof(task), &t, e);
         if (r >= 0 && t.phase == VTASK_FAILED)
             r = err_set(e, -EIO, "task '%s' failed: %s", task, t.message);
         if (r < 0) {

@@ -127,8 +127,7 @@ struct engine_expect volop_expect(const struct volume_manifest *m)
 }
 
 int volop_verify_object(struct repo *repo, const struct backup_manifest *b,
-                        const struct backup_volume *bv, const struct volume_manifest *m,
-                        ord_err *e)
+                        const struct backup_volume *bv, const struct volume_manifest *m, ord_err *e)
 {
     _cleanup_(repo_reader_closep) struct repo_reader *rd = NULL;
     struct engine_expect ex = volop_expect(m);
@@ -148,8 +147,8 @@ int volop_verify_object(struct repo *repo, const struct backup_manifest *b,
 }
 
 int volop_restore(struct repo *repo, const struct backup_manifest *b,
-                  const struct backup_volume *bv, const struct volume_manifest *m,
-                  const char *root, const struct layout_volume *lv, ord_err *e)
+                  const struct backup_volume *bv, const struct volume_manifest *m, const char *root,
+                  const struct layout_volume *lv, ord_err *e)
 {
     _cleanup_(repo_reader_closep) struct repo_reader *rd = NULL;
     struct engine_expect ex = volop_expect(m);
@@ -165,8 +164,8 @@ int volop_restore(struct repo *repo, const struct backup_manifest *b,
     if (lv->kind == VOLUME_DEVICE)
         return engine_restore_device(&src, &ex, lv->path, e);
 
-    r = layout_staging_path(staging, sizeof(staging), root, &b->sts, bv->ordinal,
-                            bv->template_name, b->id);
+    r = layout_staging_path(staging, sizeof(staging), root, &b->sts, bv->ordinal, bv->template_name,
+                            b->id);
     if (r < 0)
         return err_set(e, r, "the staging path is too long");
     r = engine_restore_dir(&src, &ex, staging, e);

@@ -56,7 +56,7 @@ int volop_verify_object(struct repo *repo, const struct backup_manifest *b,
  * failure a directory volume keeps its previous content.
  */
 int volop_restore(struct repo *repo, const struct backup_manifest *b,
-                  const struct backup_volume *bv, const struct volume_manifest *m,
-                  const char *root, const struct layout_volume *lv, ord_err *e);
+                  const struct backup_volume *bv, const struct volume_manifest *m, const char *root,
+                  const struct layout_volume *lv, ord_err *e);
 
 #endif
