@@ -2,9 +2,10 @@
 # The end-to-end demo on this one machine (as root):
 #   an emulated two-node cluster (tests/kube/emulator) with the real kubectl, one
 #   ordinal-provisioner per node (each with its own directory standing for that node's disk),
-#   the MySQL StatefulSet of the Kubernetes docs bound to per-ordinal directories; then distinct
-#   data in every ordinal, a backup in reverse-ordinal order into a local repository, damage,
-#   and a restore in ordinal order that brings the data back.
+#   the MySQL StatefulSet of the Kubernetes docs bound to per-ordinal directories; then, with one
+#   backup agent per node, distinct data in every ordinal, a CronJob-style 'ordinal-backup run'
+#   in reverse-ordinal order into a local repository, damage, and the one-command cluster
+#   restore in ordinal order that brings the data back.
 # Everything it starts is stopped at exit; KEEP=1 keeps the work directory for a look around.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,11 +49,16 @@ pids+=($!)
 wait_until 30 "the emulator" grep -q '^ready' "$work/emulator.out"
 show kubectl get nodes
 
-step "One provisioner per node, each with its own disk"
+step "On each node: the provisioner and the backup agent, each node with its own disk"
+show kubectl create namespace ordinal-system
+show kubectl apply -f deploy/crd-volumetask.yaml
 for node in node-a node-b; do
     mkdir -p "$work/$node/ordinal"
     "$bin/ordinal-provisioner" --node-name "$node" --root "$work/$node/ordinal" \
         2>"$work/provisioner-$node.log" &
+    pids+=($!)
+    "$bin/ordinal-backup" agent --node-name "$node" --root "$work/$node/ordinal" \
+        --repo "$work/repo" --namespace ordinal-system 2>"$work/agent-$node.log" &
     pids+=($!)
 done
 show kubectl apply -f deploy/examples/storageclass-demo.yaml
@@ -79,20 +85,9 @@ for i in 0 1 2; do
     echo "mysql-$i on $node: $(cat "$dir/db/table.ibd")"
 done
 
-step "Back up every ordinal, reverse-ordinal order, into a local repository"
-# Run by hand on each node, each backup holds the ordinals of that node; the cluster mode
-# ('ordinal-backup run') makes one backup of all of them.
-declare -A backup_of
-for node in node-a node-b; do
-    echo "\$ $bin/ordinal-backup backup --root $work/$node/ordinal --repo $work/repo --statefulset default/mysql --node-name $node --json"
-    "$bin/ordinal-backup" backup --root "$work/$node/ordinal" --repo "$work/repo" \
-        --statefulset default/mysql --node-name "$node" --json >"$work/backup-$node.json"
-    backup_of[$node]=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' \
-        <"$work/backup-$node.json")
-    /usr/bin/python3 -c 'import json,sys
-for v in json.load(sys.stdin)["volumes"]:
-    print("  ordinal %d %s: %d bytes in, %d stored, sha256 %s..." % (v["ordinal"], v["template"], v["bytes_in"], v["bytes_stored"], v["sha256"][:16]))' <"$work/backup-$node.json"
-done
+step "The nightly backup (what the CronJob runs): one task per ordinal, reverse order"
+show "$bin/ordinal-backup" run --statefulset default/mysql --repo "$work/repo" \
+    --namespace ordinal-system --keep-daily 7
 show "$bin/ordinal-backup" list --repo "$work/repo"
 show "$bin/ordinal-backup" verify --repo "$work/repo"
 
@@ -104,14 +99,9 @@ for i in 0 1 2; do
     echo "mysql-$i: $(cat "$dir/db/table.ibd")"
 done
 
-step "Restore, ordinal order, with the StatefulSet scaled to 0"
-show kubectl scale statefulset/mysql --replicas=0
-wait_until 60 "the pods to go" bash -c '[ -z "$(kubectl get pods -l app=mysql -o name)" ]'
-for node in node-a node-b; do
-    show "$bin/ordinal-backup" restore --root "$work/$node/ordinal" --repo "$work/repo" \
-        --statefulset default/mysql --backup "${backup_of[$node]}"
-done
-show kubectl scale statefulset/mysql --replicas=3
+step "Restore in one command: scale to 0, restore ordinal by ordinal, scale back"
+show "$bin/ordinal-backup" restore --kubeconfig "$KUBECONFIG" --statefulset default/mysql \
+    --repo "$work/repo" --namespace ordinal-system
 show kubectl rollout status statefulset/mysql --timeout=60s
 
 step "The data is back"
