@@ -11,7 +11,7 @@
  *   commit    move it to the entry the PV names (rename, fsync), idempotent;
  *   abort     undo prepare when the PV will never exist (lost a 409 race, claim gone), only
  *             for what this attempt created;
- *   release   reclaim Delete: remove the entry safely;
+ *   release   reclaim Delete: remove the entry safely (and wipe the device it names);
  *   orphan    move data found at an entry without a PV aside, under <root>/.orphaned/.
  */
 #ifndef ORDINAL_BACKEND_H
@@ -36,8 +36,8 @@ struct dev_pool;
 /* What the backend needs from the controller, shared by all calls. */
 struct backend_ctx {
     struct cap_ledger *ledger;
-    struct dev_pool *devs;           /* device backend: owners, allocation lock, what was seen */
-    const char *const *device_dirs;  /* --device-dir, as given */
+    struct dev_pool *devs;          /* device backend: owners, allocation lock, what was seen */
+    const char *const *device_dirs; /* --device-dir, as given */
     size_t n_device_dirs;
 };
 
@@ -80,7 +80,11 @@ struct prov_backend {
     int (*commit)(const struct backend_ctx *ctx, const struct vol_request *req, ord_err *e);
     /* Best effort; only removes what prepare created. */
     void (*abort)(const struct backend_ctx *ctx, const struct vol_request *req);
-    /* Returns 0 when nothing is left, -EXDEV (a mount inside; left in place), other errnos. */
+    /*
+     * Returns 0 when nothing is left (device: wiped, entry removed), -EXDEV (a mount inside;
+     * left in place), -EBUSY/-EEXIST/-ESTALE (device mounted, held, foreign or replaced: not
+     * wiped), other errnos.
+     */
     int (*release)(const struct backend_ctx *ctx, const struct class_params *params,
                    const struct vol_identity *id, const struct vol_owned *vol, ord_err *e);
     /*

@@ -108,8 +108,8 @@ static void describe_signature(blkid_probe pr, char *buf, size_t size)
     else if (type && usage && streq(usage, "crypto"))
         snprintf(buf, size, "has an encrypted volume (%s)", type);
     else if (type && usage && streq(usage, "filesystem"))
-        snprintf(buf, size, "has %s %s filesystem",
-                 strchr("aeiouAEIOU", type[0]) ? "an" : "a", type);
+        snprintf(buf, size, "has %s %s filesystem", strchr("aeiouAEIOU", type[0]) ? "an" : "a",
+                 type);
     else if (type)
         snprintf(buf, size, "has a %s signature", type);
     else if (pttype)
@@ -254,8 +254,7 @@ int blk_discover_dir(const char *dir, blk_owned_fn owned, void *ud, struct blk_c
         if (r < 0 || (size_t)r >= sizeof(path))
             continue;
         if (stat(path, &st) < 0 || !S_ISBLK(st.st_mode)) {
-            log_debug("device directory '%s': ignoring '%s' (not a block device)", dir,
-                      de->d_name);
+            log_debug("device directory '%s': ignoring '%s' (not a block device)", dir, de->d_name);
             continue;
         }
         if (owned && owned(st.st_rdev, path, c[n].detail, sizeof(c[n].detail), ud)) {
@@ -279,6 +278,9 @@ int blk_discover_dir(const char *dir, blk_owned_fn owned, void *ud, struct blk_c
         }
         n++;
     }
+    if (n == BLK_CANDIDATES_MAX && de)
+        log_debug("device directory '%s': more than %d entries; the rest are not offered", dir,
+                  BLK_CANDIDATES_MAX);
     closedir(d);
     qsort(c, n, sizeof(*c), cmp_candidate);
     *ret = TAKE_PTR(c);
@@ -404,8 +406,7 @@ int blk_wipe(const char *path, dev_t rdev, uint64_t size, const char *own_fs, ch
     if (ioctl(fd, BLKGETSIZE64, &real) < 0)
         return err_set_errno(e, -errno, "cannot size device %s", path);
     if (real == 0)
-        return err_set(e, -ENXIO, "device %s (%s) has size 0 (detached or no medium)", path,
-                       devid);
+        return err_set(e, -ENXIO, "device %s (%s) has size 0 (detached or no medium)", path, devid);
     if (size && real != size)
         return err_set(e, -ESTALE,
                        "device %s (%s) has %s, the volume's device had %s: it is another "

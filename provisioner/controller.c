@@ -20,7 +20,10 @@
  * another node. Transient API trouble is retried with backoff without an Event.
  *
  * sync_volume() handles a PV of ours: completes an interrupted commit, keeps the capacity
- * ledger, and for a Released PV with reclaim Delete removes the directory, then the PV.
+ * ledger and the device pool (a PV that names ordinal.dev/device is the device backend's),
+ * and for a Released PV with reclaim Delete removes the directory or wipes the device, then
+ * the PV. Device discovery is refreshed every DEVICES_MS; a device that disappears is
+ * reported (on_device_report).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -978,7 +981,8 @@ static void repair_pending(struct controller *ctl, int dirfd, const char *where,
      * Nobody will ever use it: it was never handed to a pod, so it is empty (a directory) or
      * only names a device that nobody wrote to (the device backend's symlink).
      */
-    if (unlinkat(dirfd, entry, AT_REMOVEDIR) == 0 || (errno == ENOTDIR && unlinkat(dirfd, entry, 0) == 0))
+    if (unlinkat(dirfd, entry, AT_REMOVEDIR) == 0 ||
+        (errno == ENOTDIR && unlinkat(dirfd, entry, 0) == 0))
         log_info("removed '%s/%s', left by an interrupted create whose claim no longer needs it",
                  where, entry);
     else
@@ -1179,8 +1183,8 @@ static void on_device_report(const struct dev_report *rep, void *ud)
         ref = (struct event_ref){
             .kind = "PersistentVolume", .name = rep->owner, .uid = kube_obj_uid(o)};
     else if (kube_informer_get(ctl->node, NULL, ctl->cfg->node_name, &o) == 0)
-        ref = (struct event_ref){
-            .kind = "Node", .name = ctl->cfg->node_name, .uid = kube_obj_uid(o)};
+        ref =
+            (struct event_ref){.kind = "Node", .name = ctl->cfg->node_name, .uid = kube_obj_uid(o)};
     if (ref.kind)
         events_emit(ctl->ev, &ref, true, "DeviceMissing",
                     "Device %s (%s, %s) of --device-dir %s on node %s %s%s%s", rep->path,

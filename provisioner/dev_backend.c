@@ -102,8 +102,7 @@ int dev_pool_own(struct dev_pool *p, const char *pv_name, const char *device, de
     if (!o) {
         struct dev_owner *n;
 
-        if (p->n_owners >= POOL_MAX ||
-            !(n = realloc(p->owners, (p->n_owners + 1) * sizeof(*n)))) {
+        if (p->n_owners >= POOL_MAX || !(n = realloc(p->owners, (p->n_owners + 1) * sizeof(*n)))) {
             r = -ENOMEM;
             goto out;
         }
@@ -319,8 +318,8 @@ static void note_seen(struct dev_pool *p, const char *dir, const struct blk_cand
         copies[nrep] = *s;
         snprintf(whys[nrep], sizeof(whys[0]), "%s",
                  !now ? "is gone from the directory (or no longer a block device)"
-                      : now->state == BLK_EMPTY || now->state == BLK_ERROR ? now->detail
-                                                                         : "is back");
+                 : now->state == BLK_EMPTY || now->state == BLK_ERROR ? now->detail
+                                                                      : "is back");
         owners[nrep][0] = '\0';
         for (size_t k = 0; k < p->n_owners; k++)
             if (streq(p->owners[k].device, s->path))
@@ -433,8 +432,8 @@ static int class_device_dir(const struct backend_ctx *ctx, const struct class_pa
  * Chooses the device for req under the allocation lock (held by the caller) and creates the
  * pending symlink in parentfd. Fills out->device/device_id/capacity and *ret_rdev.
  */
-static int choose_locked(const struct backend_ctx *ctx, const struct vol_request *req,
-                         int rootfd, int parentfd, const char *pending, struct vol_prepared *out,
+static int choose_locked(const struct backend_ctx *ctx, const struct vol_request *req, int rootfd,
+                         int parentfd, const char *pending, struct vol_prepared *out,
                          dev_t *ret_rdev, ord_err *e)
 {
     _cleanup_free_ struct layout_refs *lr = NULL;
@@ -446,13 +445,24 @@ static int choose_locked(const struct backend_ctx *ctx, const struct vol_request
     ssize_t len;
     int r;
 
-    /* A pending entry of an earlier attempt of this claim: keep its device if still good. */
+    r = class_device_dir(ctx, req->params, dir, e);
+    if (r < 0)
+        return r;
+
+    /*
+     * A pending entry of an earlier attempt of this claim: keep its device if it is still
+     * free and still one of the class's directory (the layout is not trusted to name devices).
+     */
     len = readlinkat(parentfd, pending, target, sizeof(target) - 1);
     if (len > 0) {
         struct blk_candidate one;
+        const char *slash;
 
         target[len] = '\0';
-        if (blk_probe(target, &one) == 0 && one.state == BLK_FREE && one.size >= req->request) {
+        slash = strrchr(target, '/');
+        if (slash && (size_t)(slash - target) == strlen(dir) &&
+            strncmp(target, dir, strlen(dir)) == 0 && blk_probe(target, &one) == 0 &&
+            one.state == BLK_FREE && one.size >= req->request) {
             snprintf(out->device, sizeof(out->device), "%s", target);
             out->capacity = one.size;
             *ret_rdev = one.rdev;
@@ -465,9 +475,6 @@ static int choose_locked(const struct backend_ctx *ctx, const struct vol_request
                              out->path);
     }
 
-    r = class_device_dir(ctx, req->params, dir, e);
-    if (r < 0)
-        return r;
     lr = calloc(1, sizeof(*lr));
     if (!lr)
         return err_set(e, -ENOMEM, "out of memory");
@@ -618,8 +625,9 @@ static int dev_release(const struct backend_ctx *ctx, const struct class_params 
     int r;
 
     if (!vol || !vol->device || !vol->device_id || blk_parse_devid(vol->device_id, &rdev) < 0)
-        return err_set(e, -EINVAL, "the PV lacks the ordinal.dev/device annotations; not "
-                                   "touching any device");
+        return err_set(e, -EINVAL,
+                       "the PV lacks the ordinal.dev/device annotations; not "
+                       "touching any device");
     /* The annotations are API data: only a device of a configured directory is ever wiped. */
     if (!in_device_dirs(ctx, vol->device))
         return err_set(e, -EACCES,

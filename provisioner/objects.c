@@ -186,8 +186,8 @@ int obj_decode_pv(const cJSON *obj, void **ret, ord_err *e, void *userdata)
     if (cap && quantity_parse(cap, &v->capacity, NULL) < 0)
         v->capacity = 0;
     v->deleting = json_string(obj, "metadata.deletionTimestamp") != NULL;
-    v->block = json_string(obj, "spec.volumeMode") &&
-               streq(json_string(obj, "spec.volumeMode"), "Block");
+    v->block =
+        json_string(obj, "spec.volumeMode") && streq(json_string(obj, "spec.volumeMode"), "Block");
     *ret = v;
     return 0;
 fail:

@@ -13,6 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 from harness import Emulator, Proc, bin_path, skip, temp_dir, wait_for  # noqa: E402
 
 PROVISIONER = "ordinal.dev/local"
@@ -29,7 +30,7 @@ class Cluster:
     """nodes: 'name' or 'name=hostname' specs, as the emulator takes them."""
 
     def __init__(self, nodes=("node-a", "node-b=host-b"), faults=None, prov_args=(),
-                 roots=None, start=True):
+                 roots=None, start=True, node_args=None):
         require_tools()
         self.emu = Emulator(nodes=nodes, faults=faults, controllers=True)
         self.nodes = [n.split("=")[0] for n in nodes]
@@ -40,6 +41,7 @@ class Cluster:
                 self.roots[n] = os.path.join(self.base, f"root-{n}")
                 os.makedirs(self.roots[n])
         self.prov_args = list(prov_args)
+        self.node_args = {n: list(a) for n, a in (node_args or {}).items()}
         self.procs = {}
         self.logs = {n: [] for n in self.nodes}
         if start:
@@ -51,7 +53,7 @@ class Cluster:
     def start(self, node, *extra):
         args = [bin_path("ordinal-provisioner"), "--kubeconfig", self.emu.kubeconfig,
                 "--node-name", node, "--root", self.roots[node], "--log-level", "debug",
-                *self.prov_args, *extra]
+                *self.prov_args, *self.node_args.get(node, ()), *extra]
         p = Proc(args, env=self.emu.env, name=f"prov-{node}-{len(self.logs[node])}",
                  log_dir=self.base)
         self.procs[node] = p
@@ -251,3 +253,94 @@ def statefulset(name, cls, replicas=3, templates=("data",), size="1Gi", when_del
             "whenDeleted": when_deleted or "Retain", "whenScaled": when_scaled or "Retain"}
     return json.dumps({"apiVersion": "apps/v1", "kind": "StatefulSet",
                        "metadata": {"name": name}, "spec": spec})
+
+
+# ---- block devices (device backend tests) ----
+
+class LoopDevices:
+    """Loop devices over sparse files, always detached when the test process exits (also when
+    a test fails: the detach is registered with the harness's cleanups right after losetup).
+    Skips the test (exit 77) when loop devices cannot be created here."""
+
+    def __init__(self):
+        if os.geteuid() != 0:
+            skip("loop devices need root")
+        if subprocess.run(["which", "losetup"], capture_output=True).returncode != 0:
+            skip("losetup is not installed")
+        self.dir = temp_dir("ordinal-loop-")
+        self.devs = {}
+
+    def add(self, name, mib):
+        img = os.path.join(self.dir, f"{name}.img")
+        with open(img, "wb") as f:
+            f.truncate(mib * 1024 * 1024)
+        cp = subprocess.run(["losetup", "-f", "--show", img], capture_output=True, text=True)
+        if cp.returncode != 0:
+            skip(f"cannot create a loop device: {cp.stderr.strip()}")
+        dev = cp.stdout.strip()
+        harness._CLEANUPS.append(lambda: self.detach(dev))
+        self.devs[name] = dev
+        return dev
+
+    @staticmethod
+    def detach(dev):
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+    def mount(self, dev):
+        """Mounts dev's filesystem on a temp dir; unmounted at exit before the detach."""
+        mnt = temp_dir("ordinal-mnt-")
+        subprocess.run(["mount", dev, mnt], check=True, capture_output=True)
+        harness._CLEANUPS.append(lambda: subprocess.run(["umount", "-l", mnt],
+                                                        capture_output=True))
+        return mnt
+
+
+def device_dir(devices):
+    """A --device-dir: a temp dir of symlinks name -> /dev/loopN."""
+    d = temp_dir("ordinal-devdir-")
+    for name, dev in devices.items():
+        os.symlink(dev, os.path.join(d, name))
+    return d
+
+
+def mkfs_ext4(dev):
+    subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True, capture_output=True)
+
+
+def write_gpt(dev):
+    """An empty GPT (protective MBR, primary and backup headers) like `sfdisk` writes, for
+    machines without sfdisk/sgdisk/parted."""
+    import struct
+    import uuid
+    import zlib
+    with open(dev, "r+b") as f:
+        size = f.seek(0, 2)
+        n = size // 512
+        entries = b"\0" * (128 * 128)
+        ecrc = zlib.crc32(entries)
+        guid = uuid.uuid4().bytes
+
+        def header(cur, backup, elba):
+            h = struct.pack("<8sIIIIQQQQ16sQIII", b"EFI PART", 0x00010000, 92, 0, 0, cur,
+                            backup, 34, n - 34, guid, elba, 128, 128, ecrc)
+            h = h[:16] + struct.pack("<I", zlib.crc32(h)) + h[20:]
+            return h + b"\0" * (512 - 92)
+        pmbr = bytearray(512)
+        pmbr[446:462] = struct.pack("<B3sB3sII", 0, b"\x00\x02\x00", 0xEE, b"\xff\xff\xff", 1,
+                                    min(n - 1, 0xFFFFFFFF))
+        pmbr[510:512] = b"\x55\xaa"
+        for off, data in ((0, bytes(pmbr)), (512, header(1, n - 1, 2)), (1024, entries),
+                          ((n - 33) * 512, entries), ((n - 1) * 512, header(n - 1, 1, n - 33))):
+            f.seek(off)
+            f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def blkid_types(dev):
+    """What `blkid -p` finds on dev ({} when nothing: exit 2)."""
+    cp = subprocess.run(["blkid", "-p", "-o", "export", dev], capture_output=True, text=True)
+    if cp.returncode == 2:
+        return {}
+    out = dict(l.split("=", 1) for l in cp.stdout.splitlines() if "=" in l)
+    return {k: v for k, v in out.items() if k in ("TYPE", "PTTYPE", "USAGE")}
