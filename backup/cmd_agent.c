@@ -40,6 +40,7 @@
 #include "json.h"
 #include "kube_informer.h"
 #include "layout.h"
+#include "health.h"
 #include "log.h"
 #include "opts.h"
 #include "repo.h"
@@ -131,20 +132,10 @@ static void mark_done(struct agent *ag, const char *uid)
 /* Rewrites --health-file (the probes check its age). Failures are logged at debug only. */
 static void touch_health(const struct agent *ag)
 {
-    char buf[32];
-    int fd;
+    int r;
 
-    if (!ag->a.health_file)
-        return;
-    fd = open(ag->a.health_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
-        log_debug("cannot write --health-file '%s': %s", ag->a.health_file, strerror(errno));
-        return;
-    }
-    cluster_now_rfc3339(buf, sizeof(buf));
-    if (write(fd, buf, strlen(buf)) < 0)
-        log_debug("cannot write --health-file '%s': %s", ag->a.health_file, strerror(errno));
-    close(fd);
+    if (ag->a.health_file && (r = health_touch(ag->a.health_file)) < 0)
+        log_debug("cannot write --health-file '%s': %s", ag->a.health_file, strerror(-r));
 }
 
 static void *health_main(void *arg)
@@ -682,6 +673,7 @@ int cmd_agent(int argc, char **argv)
     atomic_store(&ag->quit, true);
     if (ag->health_started)
         pthread_join(ag->health, NULL);
+    health_remove(ag->a.health_file); /* a stopped agent is not alive */
     kube_informer_free(ag->inf);
     kube_client_free(ag->client);
     pthread_cond_destroy(&ag->cv);

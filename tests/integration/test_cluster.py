@@ -86,6 +86,8 @@ class ClusterMode:
         self.c.close()
         for n, code in codes.items():
             assert code == 0, f"agent of {n} exited {code}:\n{self.agent_log(n)[-4000:]}"
+            # a stopped agent must not look alive to the probes
+            assert not os.path.exists(self.health_file(n)), f"health file of {n} left behind"
         for n in self.c.nodes:
             assert "Sanitizer" not in self.agent_log(n), self.agent_log(n)[-6000:]
 
