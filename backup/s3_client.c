@@ -8,6 +8,7 @@
  * when there is one, and the request's extra headers (range, content-md5, if-none-match, …).
  */
 #include <curl/curl.h>
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -31,6 +32,8 @@ struct s3_client {
     char scheme[8];      /* "http" / "https" */
     char hostport[512];  /* as in the Host header */
     char base_path[128]; /* "/bucket" (path style) or "" */
+    /* ORDINAL_S3_RESOLVE (tests only), or NULL */
+    struct curl_slist *resolve;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -45,6 +48,11 @@ static void curl_init(void)
 const char *s3_client_bucket(const struct s3_client *c)
 {
     return c->bucket;
+}
+
+const char *s3_client_host(const struct s3_client *c)
+{
+    return c->hostport;
 }
 
 unsigned s3_client_max_attempts(const struct s3_client *c)
@@ -84,6 +92,34 @@ static int parse_endpoint(struct s3_client *c, ord_err *e)
     return 0;
 }
 
+/*
+ * ORDINAL_S3_RESOLVE="host:port:address" pins a name for libcurl (CURLOPT_RESOLVE). Test-only:
+ * it lets the tests reach "<bucket>.<endpoint host>" (virtual-hosted addressing) on loopback
+ * without touching /etc/hosts. curl ignores a malformed entry silently, which would turn a
+ * typo into a confusing resolve failure, so the shape is checked here.
+ */
+static int load_resolve(struct s3_client *c, ord_err *e)
+{
+    const char *v = getenv("ORDINAL_S3_RESOLVE"), *p;
+    size_t hl;
+
+    if (!v || !*v)
+        return 0;
+    hl = strcspn(v, ":");
+    p = v + hl;
+    if (hl == 0 || *p != ':' || !isdigit((unsigned char)p[1]))
+        goto bad;
+    p += 1 + strspn(p + 1, "0123456789");
+    if (*p != ':' || p[1] == '\0')
+        goto bad;
+    c->resolve = curl_slist_append(NULL, v);
+    if (!c->resolve)
+        return err_set(e, -ENOMEM, "out of memory");
+    return 0;
+bad:
+    return err_set(e, -EINVAL, "ORDINAL_S3_RESOLVE='%s' is not host:port:address", v);
+}
+
 int s3_client_new(const struct s3_config *cfg, const char *bucket, struct s3_client **ret,
                   ord_err *e)
 {
@@ -121,9 +157,14 @@ int s3_client_new(const struct s3_config *cfg, const char *bucket, struct s3_cli
         memcpy(c->hostport, vh, sizeof(vh));
         c->base_path[0] = '\0';
     }
+    r = load_resolve(c, e);
+    if (r < 0)
+        return r;
     c->h = curl_easy_init();
-    if (!c->h)
+    if (!c->h) {
+        curl_slist_free_all(c->resolve);
         return err_set(e, -ENOMEM, "cannot create a libcurl handle");
+    }
     *ret = TAKE_PTR(c);
     return 0;
 }
@@ -134,6 +175,7 @@ void s3_client_free(struct s3_client *c)
         return;
     if (c->h)
         curl_easy_cleanup(c->h);
+    curl_slist_free_all(c->resolve);
     /* The secret should not outlive its use in freed heap memory. */
     explicit_bzero(&c->cfg, sizeof(c->cfg));
     free(c);
@@ -342,6 +384,18 @@ static int request_path(const struct s3_client *c, const char *key, char *buf, s
     return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
+int s3_client_url(const struct s3_client *c, const char *key, const char *query, char *url,
+                  size_t url_size, char *path, size_t path_size)
+{
+    int n;
+
+    if (request_path(c, key, path, path_size) < 0)
+        return -ENAMETOOLONG;
+    n = snprintf(url, url_size, "%s://%s%s%s%s", c->scheme, c->hostport, path,
+                 query && query[0] ? "?" : "", query ? query : "");
+    return n < 0 || (size_t)n >= url_size ? -ENAMETOOLONG : 0;
+}
+
 static void parse_error_body(struct s3_resp *r)
 {
     struct s3_span sp;
@@ -370,19 +424,15 @@ int s3_perform(struct s3_client *c, const struct s3_req *req, struct s3_resp *re
     CURLcode cc;
     CURL *h = c->h;
     bool bad = false;
-    int r, n;
+    int r;
 
     free(ret->body);
     *ret = (struct s3_resp){.retry_after_s = -1};
-    if (request_path(c, req->key, path, sizeof(path)) < 0)
-        return err_set(e, -ENAMETOOLONG, "the object key is too long");
     r = s3_canonical_query(req->query, req->n_query, query, sizeof(query));
     if (r < 0)
         return err_set(e, r, "the request's query string is too long");
-    n = snprintf(url, sizeof(url), "%s://%s%s%s%s", c->scheme, c->hostport, path,
-                 query[0] ? "?" : "", query);
-    if (n < 0 || (size_t)n >= sizeof(url))
-        return err_set(e, -ENAMETOOLONG, "the request URL is too long");
+    if (s3_client_url(c, req->key, query, url, sizeof(url), path, sizeof(path)) < 0)
+        return err_set(e, -ENAMETOOLONG, "the object key or the request URL is too long");
 
     if (req->payload_sha256)
         snprintf(payload, sizeof(payload), "%s", req->payload_sha256);
@@ -461,6 +511,9 @@ int s3_perform(struct s3_client *c, const struct s3_req *req, struct s3_resp *re
         bad |= curl_easy_setopt(h, CURLOPT_CAINFO, c->cfg.ca_bundle) != CURLE_OK;
         bad |= curl_easy_setopt(h, CURLOPT_CAPATH, NULL) != CURLE_OK;
     }
+    /* curl_easy_reset() drops the pin too: it is given again for every request. */
+    if (c->resolve)
+        bad |= curl_easy_setopt(h, CURLOPT_RESOLVE, c->resolve) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_URL, url) != CURLE_OK;
     bad |= curl_easy_setopt(h, CURLOPT_HTTPHEADER, list) != CURLE_OK;
     if (req->body) {

@@ -79,6 +79,18 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct s3_client *, s3_client_free);
 /* Bucket name and endpoint, for messages. */
 const char *s3_client_bucket(const struct s3_client *c);
 
+/* The Host header every request carries and signs: the endpoint's host[:port], prefixed with
+ * "<bucket>." in virtual-hosted addressing. */
+const char *s3_client_host(const struct s3_client *c);
+
+/*
+ * The URL of key (NULL: the bucket) with the canonical query (may be NULL or ""), as it goes on
+ * the wire, and the path part that is signed: "/<bucket>/<key>" in path style, "/<key>" in
+ * virtual-hosted addressing. Returns 0 or -ENAMETOOLONG.
+ */
+int s3_client_url(const struct s3_client *c, const char *key, const char *query, char *url,
+                  size_t url_size, char *path, size_t path_size);
+
 /*
  * Performs req, retrying with exponential backoff and full jitter (honouring Retry-After) on
  * connection errors, 5xx, 429, SlowDown and RequestTimeout. Returns 0 when a final HTTP

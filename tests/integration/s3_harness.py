@@ -9,6 +9,10 @@
   (HTTPS with a test CA made by the openssl CLI when tls=True). Attributes: .endpoint (the
   proxy's URL), .bucket, .access_key, .secret_key, .ca_file (tls), .env(**extra) (os.environ
   plus the AWS_* variables), .args() (the --s3-* flags), .url(prefix) ("s3://bucket/prefix").
+  Virtual-hosted addressing: .vhost_endpoint ("http(s)://s3.ordinal.test:PORT", a name
+  that resolves nowhere: RFC 2606 .test), .vhost_resolve() (the ORDINAL_S3_RESOLVE value
+  pinning "<bucket>.s3.ordinal.test:PORT" to 127.0.0.1, a test-only knob of the client),
+  .args(vhost=True) (no --s3-path-style); the test CA's certificate names both.
   Methods: .set_faults(rules), .stats(), .reset_stats(), .put_raw(key, data),
   .get_raw(key), .keys(prefix) (direct to s3rver, bypassing the proxy: test set-up and
   inspection only). Stopped at interpreter exit.
@@ -50,13 +54,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def make_test_ca(d):
-    """A CA and a server certificate for 127.0.0.1/localhost. Returns (ca, cert, key)."""
+VHOST_DOMAIN = "s3.ordinal.test"
+
+
+def make_test_ca(d, names=()):
+    """A CA and a server certificate for 127.0.0.1/localhost and names. Returns (ca, cert, key)."""
     ca_key, ca = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
     key, csr, cert = os.path.join(d, "srv.key"), os.path.join(d, "srv.csr"), os.path.join(d, "srv.pem")
     ext = os.path.join(d, "ext.cnf")
     with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost%s\nbasicConstraints=CA:FALSE\n"
+                % "".join(",DNS:" + n for n in names))
     run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
         "-subj", "/CN=ordinal test S3 CA")
@@ -85,9 +93,10 @@ class S3Peer:
         cmd = ["/usr/bin/python3", os.path.join(source_dir(), "tests", "s3", "sigv4_proxy.py"),
                "--upstream-port", str(self.s3_port), "--access-key", self.access_key,
                "--secret-key", self.secret_key, "--faults", json.dumps(faults or []),
-               "--port-file", os.path.join(self.dir, "proxy.port")]
+               "--port-file", os.path.join(self.dir, "proxy.port"), "--host-name", VHOST_DOMAIN]
         if tls:
-            self.ca_file, cert, key = make_test_ca(self.dir)
+            self.ca_file, cert, key = make_test_ca(self.dir, (VHOST_DOMAIN,
+                                                              bucket + "." + VHOST_DOMAIN))
             cmd += ["--tls-cert", cert, "--tls-key", key]
         self.proxy = Proc(cmd, name="sigv4-proxy", log_dir=self.dir)
         port_file = os.path.join(self.dir, "proxy.port")
@@ -96,6 +105,10 @@ class S3Peer:
             self.port = int(f.read())
         self.tls = tls
         self.endpoint = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
+        self.vhost_endpoint = "%s://%s:%d" % ("https" if tls else "http", VHOST_DOMAIN, self.port)
+
+    def vhost_resolve(self):
+        return "%s.%s:%d:127.0.0.1" % (self.bucket, VHOST_DOMAIN, self.port)
 
     def _s3rver_up(self):
         if not self.s3rver.running():
@@ -116,8 +129,11 @@ class S3Peer:
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
-    def args(self):
-        a = ["--s3-endpoint", self.endpoint, "--s3-path-style"]
+    def args(self, vhost=False):
+        if vhost:
+            a = ["--s3-endpoint", self.vhost_endpoint]
+        else:
+            a = ["--s3-endpoint", self.endpoint, "--s3-path-style"]
         if self.ca_file:
             a += ["--s3-ca-bundle", self.ca_file]
         return a

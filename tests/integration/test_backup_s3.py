@@ -8,7 +8,9 @@ a test-only knob, forces 5 MiB parts); a listing of more than 1,000 keys (pagina
 prune that removes more than 1,000 objects (multi-object delete batches); faults during a
 backup (connection dropped mid-part, 500, 503 SlowDown with Retry-After) that are retried, and
 faults that never stop, which fail clearly with no backup.json; HTTPS with a private CA
-(--s3-ca-bundle); list/prune parity with a directory repository; restore under kill -9.
+(--s3-ca-bundle); virtual-hosted addressing (BUCKET.ENDPOINT/KEY, the default) over HTTPS, the
+name pinned to loopback with the test-only ORDINAL_S3_RESOLVE; list/prune parity with a
+directory repository; restore under kill -9.
 Skips (77) when s3rver or botocore is not installed.
 """
 
@@ -32,15 +34,15 @@ MiB = 1 << 20
 class S3Backup:
     """Runs ordinal-backup against a node root and an s3:// repository of peer."""
 
-    def __init__(self, peer, root, prefix="repo", env=None):
-        self.peer, self.root = peer, root
+    def __init__(self, peer, root, prefix="repo", env=None, vhost=False):
+        self.peer, self.root, self.vhost = peer, root, vhost
         self.repo = peer.url(prefix)
         self.prefix = prefix
         self.env = peer.env(**(env or {}))
         self.bin = bin_path("ordinal-backup")
 
     def cmd(self, cmd, *args, sts="default/web", root=True):
-        a = [self.bin, cmd, "--repo", self.repo, *self.peer.args()]
+        a = [self.bin, cmd, "--repo", self.repo, *self.peer.args(vhost=self.vhost)]
         if root:
             a += ["--root", self.root]
         if sts:
@@ -95,6 +97,7 @@ class S3Test(unittest.TestCase):
         self.assertEqual(st["payload_mismatch"], 0, st)
         self.assertEqual(st["bad_digest"], 0, st)
         self.assertEqual(st["chunked"], 0, st)
+        self.assertEqual(st["vhost"], 0, st)  # --s3-path-style: the bucket stays in the path
 
     def test_round_trip(self):
         vols = make_layout(self.root, ordinals=(0, 1, 2), templates=("data", "logs"))
@@ -339,6 +342,53 @@ class S3TlsTest(unittest.TestCase):
         env = dict(b.env, AWS_CA_BUNDLE=peer.ca_file)
         p = subprocess.run(a, capture_output=True, text=True, env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
+
+
+class S3VhostTest(unittest.TestCase):
+    def test_virtual_hosted_round_trip(self):
+        """No --s3-path-style: every request goes to https://ordinal-test.s3.ordinal.test:PORT/KEY
+        (a name that resolves nowhere, pinned to 127.0.0.1 by ORDINAL_S3_RESOLVE), signed with
+        that Host and the bucket-less path; the proxy re-verifies it and forwards path-style."""
+        require_s3rver()
+        peer = S3Peer(tls=True)
+        root = os.path.join(temp_dir(), "root")
+        vols = make_layout(root, ordinals=(0, 1), templates=("data", "logs"))
+        # Incompressible, over 64 KiB parts: the multipart calls (?uploads=, ?partNumber=&
+        # uploadId=, Complete) go virtual-hosted too.
+        with open(os.path.join(vols[(0, "data")], "random.bin"), "wb") as f:
+            f.write(random.Random(11).randbytes(300 * 1024))
+        before = hashes(vols)
+        b = S3Backup(peer, root, "vhost", vhost=True,
+                     env={"ORDINAL_S3_RESOLVE": peer.vhost_resolve(),
+                          "ORDINAL_S3_PART_SIZE": 64 * 1024})
+        self.assertNotIn("--s3-path-style", b.cmd("backup"))
+        out = b.backup()
+        self.assertEqual([x["id"] for x in b.list()], [out["id"]])
+        b.verify(check=0)
+        for k, path in vols.items():
+            write_volume(path, 777 + k[0])
+        self.assertNotEqual(hashes(vols), before)
+        self.assertEqual(b.restore()["id"], out["id"])
+        self.assertEqual(hashes(vols), before)
+        st = peer.stats()
+        self.assertGreater(st["vhost"], 0, st)
+        self.assertEqual(st["path_style"], 0, st)
+        self.assertEqual(st["vhost"], st["requests"], st)
+        self.assertGreater(st["lists"], 0, st)
+        self.assertGreaterEqual(st["parts"], 4, st)
+        self.assertGreaterEqual(st["completes"], 1, st)
+        self.assertGreater(st["gets"], 0, st)
+        for k in ("signature_mismatch", "payload_mismatch", "bad_digest", "chunked", "bad_key"):
+            self.assertEqual(st[k], 0, (k, st))
+        # The objects landed in the bucket where path style finds them.
+        keys = peer.keys("vhost/")
+        self.assertIn("vhost/backups/default/web/%s/backup.json" % out["id"], keys)
+        self.assertEqual([x["id"] for x in S3Backup(peer, root, "vhost").list()], [out["id"]])
+        # Without the pin the name does not resolve: the test really went through the pin.
+        env = dict(b.env, ORDINAL_S3_RETRY_BASE_MS="1")
+        del env["ORDINAL_S3_RESOLVE"]
+        p = b.run("list", "--json", sts=None, root=False, env=env, check=1)
+        self.assertIn(peer.bucket + ".s3.ordinal.test", p.stderr)
 
 
 if __name__ == "__main__":

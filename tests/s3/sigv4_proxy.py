@@ -12,6 +12,13 @@ SignatureDoesNotMatch, 403 InvalidAccessKeyId, 400 XAmzContentSHA256Mismatch, 40
 411 MissingContentLength), and never forwarded. Good requests go to s3rver with the
 Authorization header removed (s3rver serves anonymous requests).
 
+Both addressings are accepted. Path style: Host is anything, the path is /<bucket>/<key>.
+Virtual-hosted: Host is <bucket>.<name>[:port] where <name> is one of the proxy's own names
+(127.0.0.1, localhost and each --host-name) and the port, when given, is the one it listens
+on; the path is /<key>. The signature is checked against what the client signed (that Host
+and the bucket-less path), and the request goes to s3rver path-style (/<bucket>/<key>).
+GET /__proxy/stats counts both ("vhost", "path_style").
+
 Fault injection, given at start (--faults JSON) or at run time (POST /__proxy/faults with a
 JSON list; GET /__proxy/stats returns counters): each rule is
   {"action": "drop"|"lose"|"error200"|"500"|"503", "match": "part"|"put"|"get"|"complete"|"any",
@@ -23,6 +30,7 @@ Retry-After: S.
 
   sigv4_proxy.py --listen-port P --upstream-port U --access-key AK --secret-key SK
                  [--tls-cert F --tls-key F] [--faults JSON] [--port-file F]
+                 [--host-name NAME]...
 """
 
 import argparse
@@ -52,7 +60,8 @@ STATE = {
     "stats": {"requests": 0, "forwarded": 0, "signature_mismatch": 0, "bad_key": 0,
               "payload_mismatch": 0, "bad_digest": 0, "faults": 0, "parts": 0,
               "part_sizes": [], "single_puts": 0, "completes": 0, "aborts": 0,
-              "lists": 0, "multi_deletes": 0, "deletes": 0, "gets": 0, "chunked": 0},
+              "lists": 0, "multi_deletes": 0, "deletes": 0, "gets": 0, "chunked": 0,
+              "vhost": 0, "path_style": 0},
 }
 
 
@@ -105,6 +114,20 @@ def error_xml(code, message):
             '<RequestId>sigv4-proxy</RequestId></Error>' % (code, message)).encode()
 
 
+def vhost_bucket(host, names, port):
+    """The bucket of a virtual-hosted Host header ("<bucket>.<name>[:port]"), else None."""
+    name, sep, p = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not sep or not p.isdigit():
+        name, p = host, ""
+    if p and int(p) != port:
+        return None
+    name = name.lower()
+    for own in names:
+        if name.endswith("." + own) and len(name) > len(own) + 1:
+            return name[:-len(own) - 1]
+    return None
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "sigv4-proxy"
@@ -145,7 +168,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.reply(404, b"{}", ctype="application/json")
 
     def verify(self, split, query, body):
-        """Returns None when the request is good, else (status, code, message)."""
+        """Returns None when the request is good, else (status, code, message). split.path is
+        the path the client sent and signed: bucket-less in virtual-hosted addressing, where
+        the bucket is in the (signed) Host header."""
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("AWS4-HMAC-SHA256 "):
             return (403, "AccessDenied", "Anonymous requests are refused by the test proxy")
@@ -187,7 +212,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if value is None:
                 return (403, "SignatureDoesNotMatch", "signed header %s is missing" % name)
             headers[name] = value
-        # S3 canonicalises the query it received: decode, re-encode fully, sort.
+        # S3 canonicalises the query it received: decode, re-encode fully, sort. The URL is the
+        # one the client addressed: its Host (with the bucket, virtual-hosted) and its path.
         request = AWSRequest(method=self.command,
                              url="http://%s%s" % (headers["host"], split.path),
                              headers=headers, data=body)
@@ -218,10 +244,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                  "You must provide the Content-Length HTTP header.")
         length = int(self.headers.get("Content-Length", "0") or 0)
         kind = classify(self.command, query)
-        if split.path.startswith("/__proxy/"):
+        bucket = vhost_bucket(self.headers.get("Host", ""), self.server.names,
+                              self.server.server_address[1])
+        if bucket is None and split.path.startswith("/__proxy/"):
             return self.control(split, self.rfile.read(length) if length else b"")
+        # s3rver gets path style either way.
+        self.upstream_path = self.path
+        if bucket is not None:
+            self.upstream_path = "/" + bucket + (split.path if split.path != "/" else "")
+            if split.query:
+                self.upstream_path += "?" + split.query
         with STATE["lock"]:
             STATE["stats"]["requests"] += 1
+            STATE["stats"]["vhost" if bucket is not None else "path_style"] += 1
         fault = pick_fault(kind)
         if fault and fault["action"] == "drop":
             # Read part of the body, then drop the connection without an answer.
@@ -281,7 +316,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         headers["Host"] = "127.0.0.1:%d" % self.server.upstream_port
         headers["Content-Length"] = str(len(body))
         try:
-            conn.request(self.command, self.path, body=body if body or self.command in
+            conn.request(self.command, self.upstream_path, body=body if body or self.command in
                          ("PUT", "POST") else None, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
@@ -314,12 +349,15 @@ def main():
     ap.add_argument("--tls-key")
     ap.add_argument("--faults", default="[]")
     ap.add_argument("--port-file")
+    ap.add_argument("--host-name", action="append", default=[],
+                    help="a name of this endpoint, for virtual-hosted requests (<bucket>.NAME)")
     args = ap.parse_args()
     STATE["rules"] = json.loads(args.faults)
     srv = Server(("127.0.0.1", args.listen_port), Handler)
     srv.upstream_port = args.upstream_port
     srv.access_key = args.access_key
     srv.secret_key = args.secret_key
+    srv.names = ["127.0.0.1", "localhost"] + [n.lower() for n in args.host_name]
     if args.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
