@@ -41,6 +41,9 @@ build() {
     fi
 }
 
+echo "== source checks"
+if scripts/checksrc.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 build release && run_ctest build release
 build asan && run_ctest build-asan "ASan+UBSan"
 
