@@ -17,6 +17,7 @@ struct cap_entry {
     char *path;
     dev_t dev;
     uint64_t bytes;
+    bool pv; /* the PV's promise (informer), else a reservation of an attempt */
 };
 
 struct cap_ledger {
@@ -60,7 +61,7 @@ static struct cap_entry *find(struct cap_ledger *l, const char *name)
 
 /* Lock held. */
 static int set_locked(struct cap_ledger *l, const char *name, dev_t dev, uint64_t bytes,
-                      const char *path)
+                      const char *path, bool pv)
 {
     struct cap_entry *e = find(l, name);
     char *p = NULL;
@@ -70,6 +71,7 @@ static int set_locked(struct cap_ledger *l, const char *name, dev_t dev, uint64_
     if (e) {
         e->dev = dev;
         e->bytes = bytes;
+        e->pv = e->pv || pv; /* a reservation becomes the PV's, never the other way round */
         if (p) {
             free(e->path);
             e->path = p;
@@ -93,6 +95,7 @@ static int set_locked(struct cap_ledger *l, const char *name, dev_t dev, uint64_
     l->v[l->n].path = p;
     l->v[l->n].dev = dev;
     l->v[l->n].bytes = bytes;
+    l->v[l->n].pv = pv;
     l->n++;
     return 0;
 }
@@ -120,9 +123,85 @@ int cap_ledger_set(struct cap_ledger *l, const char *name, dev_t dev, uint64_t b
     int r;
 
     pthread_mutex_lock(&l->lock);
-    r = set_locked(l, name, dev, bytes, path);
+    r = set_locked(l, name, dev, bytes, path, false);
     pthread_mutex_unlock(&l->lock);
     return r;
+}
+
+int cap_ledger_set_pv(struct cap_ledger *l, const char *name, dev_t dev, uint64_t bytes,
+                      const char *path)
+{
+    int r;
+
+    pthread_mutex_lock(&l->lock);
+    r = set_locked(l, name, dev, bytes, path, true);
+    pthread_mutex_unlock(&l->lock);
+    return r;
+}
+
+bool cap_ledger_is_reserved(struct cap_ledger *l, const char *name)
+{
+    struct cap_entry *e;
+    bool reserved;
+
+    pthread_mutex_lock(&l->lock);
+    e = find(l, name);
+    reserved = e && !e->pv;
+    pthread_mutex_unlock(&l->lock);
+    return reserved;
+}
+
+/* Lock held. */
+static void remove_at(struct cap_ledger *l, size_t i)
+{
+    free(l->v[i].name);
+    free(l->v[i].path);
+    l->v[i] = l->v[--l->n];
+}
+
+bool cap_ledger_unreserve(struct cap_ledger *l, const char *name)
+{
+    bool done = false;
+
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < l->n; i++)
+        if (streq(l->v[i].name, name)) {
+            if (!l->v[i].pv) {
+                remove_at(l, i);
+                done = true;
+            }
+            break;
+        }
+    pthread_mutex_unlock(&l->lock);
+    return done;
+}
+
+int cap_ledger_reservations(struct cap_ledger *l, char ***ret, size_t *ret_n)
+{
+    char **v = NULL;
+    size_t n = 0;
+    int r = 0;
+
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < l->n; i++)
+        if (!l->v[i].pv)
+            n++;
+    if (n && !(v = calloc(n, sizeof(*v))))
+        r = -ENOMEM;
+    n = 0;
+    for (size_t i = 0; r == 0 && i < l->n; i++)
+        if (!l->v[i].pv && !(v[n++] = strdup(l->v[i].name)))
+            r = -ENOMEM;
+    pthread_mutex_unlock(&l->lock);
+    if (r < 0) {
+        for (size_t i = 0; i < n; i++)
+            free(v[i]);
+        free(v);
+        return r;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
 }
 
 void cap_ledger_remove(struct cap_ledger *l, const char *name)
@@ -130,9 +209,7 @@ void cap_ledger_remove(struct cap_ledger *l, const char *name)
     pthread_mutex_lock(&l->lock);
     for (size_t i = 0; i < l->n; i++)
         if (streq(l->v[i].name, name)) {
-            free(l->v[i].name);
-            free(l->v[i].path);
-            l->v[i] = l->v[--l->n];
+            remove_at(l, i);
             break;
         }
     pthread_mutex_unlock(&l->lock);
@@ -193,7 +270,7 @@ int cap_ledger_reserve(struct cap_ledger *l, const char *name, dev_t dev, uint64
                        fmt_bytes(free_bytes, q_free), fmt_bytes(promised, q_prom), count,
                        count == 1 ? "" : "s");
     }
-    r = set_locked(l, name, dev, request, path);
+    r = set_locked(l, name, dev, request, path, false);
     pthread_mutex_unlock(&l->lock);
     return r;
 }

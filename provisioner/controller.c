@@ -98,13 +98,21 @@ static void inflight_set(struct controller *ctl, const char *pv_name, bool on)
     pthread_mutex_unlock(&ctl->inflight_lock);
 }
 
+/* inflight_lock held. */
+static bool inflight_has_locked(struct controller *ctl, const char *pv_name)
+{
+    for (size_t i = 0; i < MAX_WORKERS; i++)
+        if (streq(ctl->inflight[i], pv_name))
+            return true;
+    return false;
+}
+
 static bool inflight_has(struct controller *ctl, const char *pv_name)
 {
-    bool found = false;
+    bool found;
 
     pthread_mutex_lock(&ctl->inflight_lock);
-    for (size_t i = 0; i < MAX_WORKERS && !found; i++)
-        found = streq(ctl->inflight[i], pv_name);
+    found = inflight_has_locked(ctl, pv_name);
     pthread_mutex_unlock(&ctl->inflight_lock);
     return found;
 }
@@ -139,6 +147,21 @@ static bool claim_unbound(const struct obj_pvc *c)
     return !c->volume_name && (!c->phase || streq(c->phase, "Pending")) && !c->deleting;
 }
 
+/*
+ * A claim whose attempt left a capacity reservation (a PV create failed transiently) changed
+ * or went away: sync_volume() of its PV name decides whether the reservation is still needed.
+ */
+static void check_reservation(struct controller *ctl, const char *claim_uid)
+{
+    char pv_name[K8S_NAME_MAX + 1];
+
+    if (!claim_uid)
+        return;
+    snprintf(pv_name, sizeof(pv_name), "pvc-%s", claim_uid);
+    if (cap_ledger_is_reserved(ctl->ledger, pv_name))
+        enqueue_volume(ctl, pv_name);
+}
+
 static void on_claim_add(struct kube_obj *o, void *ud)
 {
     struct controller *ctl = ud;
@@ -155,6 +178,7 @@ static void on_claim_update(struct kube_obj *old, struct kube_obj *o, void *ud)
         enqueue_claim(ctl, kube_obj_namespace(o), kube_obj_name(o));
     else if (ctl->ev && claim_unbound(kube_obj_data(old)))
         events_forget(ctl->ev, kube_obj_uid(o));
+    check_reservation(ctl, kube_obj_uid(o));
 }
 
 static void on_claim_delete(struct kube_obj *o, void *ud)
@@ -163,6 +187,7 @@ static void on_claim_delete(struct kube_obj *o, void *ud)
 
     if (ctl->ev)
         events_forget(ctl->ev, kube_obj_uid(o));
+    check_reservation(ctl, kube_obj_uid(o));
 }
 
 static void on_volume_add(struct kube_obj *o, void *ud)
@@ -833,6 +858,13 @@ static int sync_claim(struct controller *ctl, const char *ns, const char *name)
     inflight_set(ctl, pv_name, true);
     r = provision(&cc, sc);
     inflight_set(ctl, pv_name, false);
+    /*
+     * An attempt that ends without a PV may leave its reservation for the retry (ambiguous
+     * create failures). The claim may have gone while the attempt ran, after its delete was
+     * handled: look again now that the attempt is over.
+     */
+    if (r != SYNC_DONE)
+        check_reservation(ctl, cc.uid);
     return r;
 }
 
@@ -859,6 +891,79 @@ static int volume_params(struct controller *ctl, const char *pv_name, const stru
     return 0;
 }
 
+/*
+ * Whether the claim of uid still wants this node to provision it: what sync_claim() checks
+ * before it calls provision(). Its reservation is kept for the retry then.
+ */
+static bool claim_wants_here(struct controller *ctl, const char *uid)
+{
+    _cleanup_(kube_obj_unrefp) struct kube_obj *sco = NULL;
+    struct kube_obj **objs = NULL;
+    const struct obj_pvc *pvc = NULL;
+    size_t n = 0;
+    bool wants = false;
+
+    if (kube_informer_list(ctl->pvcs, &objs, &n) < 0)
+        return true; /* cannot tell: keep it, the resync looks again */
+    for (size_t i = 0; i < n && !pvc; i++)
+        if (kube_obj_uid(objs[i]) && streq(kube_obj_uid(objs[i]), uid))
+            pvc = kube_obj_data(objs[i]);
+    if (pvc && claim_unbound(pvc) && pvc->provisioner &&
+        streq(pvc->provisioner, ctl->cfg->provisioner_name) && pvc->storage_class &&
+        kube_informer_get(ctl->classes, NULL, pvc->storage_class, &sco) == 0) {
+        const struct obj_sc *sc = kube_obj_data(sco);
+
+        wants = class_is_ours(ctl, sc) &&
+                (!sc->wait_for_consumer ||
+                 (pvc->selected_node && streq(pvc->selected_node, ctl->cfg->node_name)));
+    }
+    kube_obj_list_free(objs, n);
+    return wants;
+}
+
+/*
+ * PV `name` is not in the cache but the ledger holds a reservation for it: an attempt that
+ * ended without knowing whether the PV was created (a transient create failure). Kept while
+ * the attempt runs or the claim still wants this node; otherwise released once the API server
+ * says the PV does not exist (if it does, its informer event makes the promise the PV's). Only
+ * memory changes: the pending directory stays for the next start's repair, so a PV that the
+ * server created after all still finds its directory (sync_volume commits it).
+ */
+static int sync_reservation(struct controller *ctl, const char *name)
+{
+    ord_err e = {0};
+    bool released = false;
+    int r;
+
+    if (inflight_has(ctl, name))
+        return SYNC_DONE; /* sync_claim looks again when the attempt ends */
+    if (strncmp(name, "pvc-", 4) == 0 && claim_wants_here(ctl, name + 4))
+        return SYNC_DONE;
+    r = kube_get(ctl->client, &KUBE_RES_PERSISTENTVOLUMES, NULL, name, NULL, &e);
+    if (r == 0)
+        return SYNC_DONE;
+    if (r != KUBE_E_NOT_FOUND) {
+        log_debug("volume %s: cannot tell whether it exists yet: %s", name, err_msg(&e));
+        return SYNC_RETRY;
+    }
+    /*
+     * Under the in-flight lock: an attempt of the same claim that started meanwhile (a worker
+     * that read the claim just before it went) keeps what it reserves; when it ends, sync_claim
+     * queues this check again.
+     */
+    pthread_mutex_lock(&ctl->inflight_lock);
+    if (!inflight_has_locked(ctl, name) && cap_ledger_unreserve(ctl->ledger, name)) {
+        dev_pool_forget(ctl->devs, name);
+        released = true;
+    }
+    pthread_mutex_unlock(&ctl->inflight_lock);
+    if (released)
+        log_info("volume %s: released the capacity reserved for it; its claim no longer needs "
+                 "this node and the PV was never created",
+                 name);
+    return SYNC_DONE;
+}
+
 static int sync_volume(struct controller *ctl, const char *name)
 {
     _cleanup_(kube_obj_unrefp) struct kube_obj *o = NULL;
@@ -871,6 +976,8 @@ static int sync_volume(struct controller *ctl, const char *name)
     int r;
 
     if (kube_informer_get(ctl->pvs, NULL, name, &o) < 0) {
+        if (cap_ledger_is_reserved(ctl->ledger, name))
+            return sync_reservation(ctl, name);
         cap_ledger_remove(ctl->ledger, name);
         dev_pool_forget(ctl->devs, name);
         return SYNC_DONE;
@@ -899,8 +1006,8 @@ static int sync_volume(struct controller *ctl, const char *name)
     }
     /* A device volume promises nothing on the root's filesystem; the entry is only a symlink. */
     if (stat(params.root, &st) == 0)
-        (void)cap_ledger_set(ctl->ledger, name, st.st_dev, pv->ann_device ? 0 : pv->capacity,
-                             pv->path);
+        (void)cap_ledger_set_pv(ctl->ledger, name, st.st_dev, pv->ann_device ? 0 : pv->capacity,
+                                pv->path);
 
     /* Complete a create that was interrupted between the PV and the rename. */
     if (!pv->deleting && strncmp(name, "pvc-", 4) == 0 && !inflight_has(ctl, name) &&
@@ -1113,6 +1220,19 @@ static void resync(struct controller *ctl)
                                ctl->cfg->node_name))
                 enqueue_volume(ctl, kube_obj_name(objs[i]));
         kube_obj_list_free(objs, n);
+    }
+    /* Reservations whose claim went away unnoticed (a missed event) are looked at too. */
+    {
+        char **names = NULL;
+
+        n = 0;
+        if (cap_ledger_reservations(ctl->ledger, &names, &n) == 0) {
+            for (size_t i = 0; i < n; i++) {
+                enqueue_volume(ctl, names[i]);
+                free(names[i]);
+            }
+            free(names);
+        }
     }
 }
 

@@ -548,7 +548,7 @@ static int dev_prepare(const struct backend_ctx *ctx, const struct vol_request *
         if (out.created_now)
             (void)unlinkat(parentfd, pending, 0);
         dev_pool_forget(ctx->devs, req->pv_name);
-        cap_ledger_remove(ctx->ledger, req->pv_name);
+        (void)cap_ledger_unreserve(ctx->ledger, req->pv_name);
         return r;
     }
     *ret = out;
@@ -585,7 +585,7 @@ static void dev_abort(const struct backend_ctx *ctx, const struct vol_request *r
     struct stat st;
 
     dev_pool_forget(ctx->devs, req->pv_name);
-    cap_ledger_remove(ctx->ledger, req->pv_name);
+    (void)cap_ledger_unreserve(ctx->ledger, req->pv_name);
     if (vlayout_pending_name(req->claim_uid, pending, sizeof(pending)) < 0 ||
         open_parent(req->params, req->id, false, &rootfd, &parentfd, NULL) < 0)
         return;

@@ -100,7 +100,7 @@ static int dir_prepare(const struct backend_ctx *ctx, const struct vol_request *
         err_set_errno(e, r, "cannot sync the directory of '%s'", out.path);
         if (out.created_now && vlayout_pending_name(req->claim_uid, pending, sizeof(pending)) == 0)
             (void)unlinkat(parentfd, pending, AT_REMOVEDIR);
-        cap_ledger_remove(ctx->ledger, req->pv_name);
+        (void)cap_ledger_unreserve(ctx->ledger, req->pv_name);
         return r;
     }
     *ret = out;
@@ -160,7 +160,7 @@ static int prepare_locked(const struct backend_ctx *ctx, const struct vol_reques
 fail:
     if (out.created_now)
         (void)unlinkat(parentfd, pending, AT_REMOVEDIR);
-    cap_ledger_remove(ctx->ledger, req->pv_name);
+    (void)cap_ledger_unreserve(ctx->ledger, req->pv_name);
     return r;
 }
 
@@ -192,7 +192,7 @@ static void dir_abort(const struct backend_ctx *ctx, const struct vol_request *r
     _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
     char pending[NAME_MAX + 1];
 
-    cap_ledger_remove(ctx->ledger, req->pv_name);
+    (void)cap_ledger_unreserve(ctx->ledger, req->pv_name);
     if (vlayout_pending_name(req->claim_uid, pending, sizeof(pending)) < 0 ||
         open_parent(req->params, req->id, false, &rootfd, &parentfd, NULL) < 0)
         return;

@@ -156,6 +156,68 @@ class Failures(unittest.TestCase):
         self.assertTrue(ev)
         self.assertIn(".orphaned/" + orph[0], ev[0]["message"])
 
+    def test_reservation_of_a_deleted_claim_is_released(self):
+        """A claim whose PV create failed transiently, then deleted, gives its capacity back
+        without a restart of the provisioner (the reservation used to stay until one)."""
+        c = self.c
+        # a tmpfs of its own under node-a's root: a budget no other test promises anything on
+        root = os.path.join(self.small, "spill")
+        os.makedirs(root)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", root],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(subprocess.run, ["umount", "-l", root], capture_output=True)
+        ns = "spill"
+        status, out = c.api("POST", "/api/v1/namespaces",
+                            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        self.assertEqual(status, 201, out)
+        c.apply(storage_class("spill", params={"root": root}))
+
+        def faults(**kw):
+            status, out = c.emu.api("POST", "/emulator/v1/faults", kw)
+            self.assertEqual(status, 200, out)
+        self.addCleanup(faults, reset=True)
+
+        def failures(pv):
+            return c.log("node-a").count(f"cannot create {pv} yet")
+
+        # 6Mi of 8Mi: a second claim of 6Mi fits only once the first one's promise is gone.
+        # The latency holds the provisioner's PV create in the server until after the errors
+        # are switched on (the claim itself is written before they are).
+        faults(latency_ms=1000)
+        first = c.create_claim("first", "spill", size="6Mi", ns=ns,
+                               annotations={SELECTED: "node-a"})
+        faults(error_rate=1.0, latency_ms=0)
+        pv = "pvc-" + first["metadata"]["uid"]
+        # After its third failed attempt the claim waits 2 s before the next one (backoff
+        # 0.5, 1, 2 s): the claim is deleted in that pause, so no create can succeed after.
+        wait_for(lambda: failures(pv) >= 3, 90, f"three failed creates of {pv}")
+        faults(reset=True)
+        status, out = c.api("DELETE", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/first")
+        self.assertIn(status, (200, 202), out)
+        wait_for(lambda: "first" not in c.claims(ns), 20, "claim 'first' gone")
+        self.assertNotIn(pv, c.pvs())
+
+        c.create_claim("second", "spill", size="6Mi", ns=ns)
+        c.kubectl("apply", "-n", ns, "-f", "-",
+                  input=pod("second-user", "second",
+                            node_selector={"kubernetes.io/hostname": "node-a"}))
+
+        def bound():
+            claim = c.claims(ns)["second"]
+            return claim["status"].get("phase") == "Bound"
+        try:
+            wait_for(bound, 30, "claim 'second' bound")
+        except AssertionError:
+            refusals = [e["message"] for e in self.failed_events("second", ns=ns)]
+            raise AssertionError(f"node-a still refuses 6Mi after 'first' was deleted: "
+                                 f"{refusals[:1]}")
+        vol = c.pvs()[c.claims(ns)["second"]["spec"]["volumeName"]]
+        self.assertEqual(vol["metadata"]["annotations"]["ordinal.dev/node"], "node-a")
+        self.assertNotIn(f"provisioned {pv}", c.log("node-a"), "the first create never succeeded")
+        # the provisioner was never restarted
+        self.assertEqual(len(c.logs["node-a"]), 1)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
