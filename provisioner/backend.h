@@ -115,4 +115,21 @@ const struct prov_backend *backend_for(enum vol_backend_kind kind);
 /* root + "/" + entry into buf. Returns 0, -ENAMETOOLONG, -EINVAL. */
 int backend_entry_path(const char *root, const struct vol_identity *id, char *buf, size_t size);
 
+/*
+ * Opens the class's root (creating it and the entry's parents when create is set) and the
+ * directory that holds the entry (directory fds the caller owns). Returns 0 or -errno.
+ */
+int backend_open_parent(const struct class_params *p, const struct vol_identity *id, bool create,
+                        int *ret_root, int *ret_parent, ord_err *e);
+
+/*
+ * The orphan and exists operations, the same for every backend because they only look at the
+ * node-layout entry (a directory, or a symlink to a device): see struct prov_backend.
+ */
+int backend_entry_orphan(const struct backend_ctx *ctx, const struct class_params *params,
+                         const struct vol_identity *id, time_t now, char *ret_dest,
+                         size_t dest_size, ord_err *e);
+int backend_entry_exists(const struct backend_ctx *ctx, const struct class_params *params,
+                         const struct vol_identity *id);
+
 #endif

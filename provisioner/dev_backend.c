@@ -395,23 +395,6 @@ void dev_pool_refresh(struct dev_pool *p, const char *const *dirs, size_t n)
 
 /* ---- the backend operations ---- */
 
-static int open_parent(const struct class_params *p, const struct vol_identity *id, bool create,
-                       int *ret_root, int *ret_parent, ord_err *e)
-{
-    _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
-    int r;
-
-    r = vlayout_open_root(p->allowed_root, p->root, create, &rootfd, e);
-    if (r < 0)
-        return r;
-    r = vlayout_open_parent(rootfd, id, create, &parentfd, e);
-    if (r < 0)
-        return r;
-    *ret_root = TAKE_FD(rootfd);
-    *ret_parent = TAKE_FD(parentfd);
-    return 0;
-}
-
 /* The device directory a class uses: its deviceDir, else the first --device-dir. */
 static int class_device_dir(const struct backend_ctx *ctx, const struct class_params *p,
                             char dir[CLASS_PATH_MAX], ord_err *e)
@@ -521,7 +504,7 @@ static int dev_prepare(const struct backend_ctx *ctx, const struct vol_request *
     /* Lock order everywhere: allocation, then layout. */
     pthread_mutex_lock(&ctx->devs->alloc);
     pthread_mutex_lock(&vlayout_lock);
-    r = open_parent(req->params, req->id, true, &rootfd, &parentfd, e);
+    r = backend_open_parent(req->params, req->id, true, &rootfd, &parentfd, e);
     if (r < 0)
         err_wrap(e, r, "cannot create the volume entry '%s'", out.path);
     else
@@ -566,7 +549,7 @@ static int dev_commit(const struct backend_ctx *ctx, const struct vol_request *r
     r = vlayout_pending_name(req->claim_uid, pending, sizeof(pending));
     if (r < 0)
         return err_set(e, r, "claim uid '%s' cannot name a directory", req->claim_uid);
-    r = open_parent(req->params, req->id, false, &rootfd, &parentfd, e);
+    r = backend_open_parent(req->params, req->id, false, &rootfd, &parentfd, e);
     if (r < 0)
         return r;
     if (renameat2(parentfd, pending, parentfd, leaf, RENAME_NOREPLACE) == 0)
@@ -587,7 +570,7 @@ static void dev_abort(const struct backend_ctx *ctx, const struct vol_request *r
     dev_pool_forget(ctx->devs, req->pv_name);
     (void)cap_ledger_unreserve(ctx->ledger, req->pv_name);
     if (vlayout_pending_name(req->claim_uid, pending, sizeof(pending)) < 0 ||
-        open_parent(req->params, req->id, false, &rootfd, &parentfd, NULL) < 0)
+        backend_open_parent(req->params, req->id, false, &rootfd, &parentfd, NULL) < 0)
         return;
     /* Only a symlink: the device behind it was never handed to a pod, nothing to wipe. */
     if (fstatat(parentfd, pending, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
@@ -644,7 +627,7 @@ static int dev_release(const struct backend_ctx *ctx, const struct class_params 
     log_info("volume %s: wiped device %s (%s; signatures erased: %s)", vol->pv_name, vol->device,
              vol->device_id, wiped);
 
-    r = open_parent(params, id, false, &rootfd, &parentfd, e);
+    r = backend_open_parent(params, id, false, &rootfd, &parentfd, e);
     if (r == -ENOENT)
         return 0; /* entry already gone */
     if (r < 0)
@@ -664,48 +647,12 @@ static int dev_release(const struct backend_ctx *ctx, const struct class_params 
     return 0;
 }
 
-static int dev_orphan(const struct backend_ctx *ctx, const struct class_params *params,
-                      const struct vol_identity *id, time_t now, char *ret_dest, size_t dest_size,
-                      ord_err *e)
-{
-    _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
-    int r;
-
-    r = open_parent(params, id, false, &rootfd, &parentfd, e);
-    if (r == -ENOENT)
-        return 0;
-    if (r < 0)
-        return r;
-    /* The symlink moves to .orphaned and keeps its device taken (scan_layout looks there). */
-    r = vlayout_orphan_move(rootfd, parentfd, vlayout_leaf(id), id, now, ret_dest, dest_size, e);
-    if (r == -ENOENT)
-        return 0;
-    return r < 0 ? r : 1;
-}
-
-static int dev_exists(const struct backend_ctx *ctx, const struct class_params *params,
-                      const struct vol_identity *id)
-{
-    _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
-    struct stat st;
-    int r;
-
-    r = open_parent(params, id, false, &rootfd, &parentfd, NULL);
-    if (r == -ENOENT)
-        return 0;
-    if (r < 0)
-        return r;
-    if (fstatat(parentfd, vlayout_leaf(id), &st, AT_SYMLINK_NOFOLLOW) == 0)
-        return 1;
-    return errno == ENOENT ? 0 : -errno;
-}
-
 const struct prov_backend dev_backend = {
     .name = "device",
     .prepare = dev_prepare,
     .commit = dev_commit,
     .abort = dev_abort,
     .release = dev_release,
-    .orphan = dev_orphan,
-    .exists = dev_exists,
+    .orphan = backend_entry_orphan, /* the symlink keeps its device taken in .orphaned */
+    .exists = backend_entry_exists,
 };

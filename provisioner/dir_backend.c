@@ -50,8 +50,8 @@ int backend_entry_path(const char *root, const struct vol_identity *id, char *bu
 }
 
 /* Opens the class root and the entry's parent. */
-static int open_parent(const struct class_params *p, const struct vol_identity *id, bool create,
-                       int *ret_root, int *ret_parent, ord_err *e)
+int backend_open_parent(const struct class_params *p, const struct vol_identity *id, bool create,
+                        int *ret_root, int *ret_parent, ord_err *e)
 {
     _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
     int r;
@@ -120,7 +120,7 @@ static int prepare_locked(const struct backend_ctx *ctx, const struct vol_reques
     r = vlayout_pending_name(req->claim_uid, pending, sizeof(pending));
     if (r < 0)
         return err_set(e, r, "claim uid '%s' cannot name a directory", req->claim_uid);
-    r = open_parent(req->params, req->id, true, &rootfd, &parentfd, e);
+    r = backend_open_parent(req->params, req->id, true, &rootfd, &parentfd, e);
     if (r < 0)
         return err_wrap(e, r, "cannot create the volume directory '%s'", out.path);
 
@@ -175,7 +175,7 @@ static int dir_commit(const struct backend_ctx *ctx, const struct vol_request *r
     r = vlayout_pending_name(req->claim_uid, pending, sizeof(pending));
     if (r < 0)
         return err_set(e, r, "claim uid '%s' cannot name a directory", req->claim_uid);
-    r = open_parent(req->params, req->id, false, &rootfd, &parentfd, e);
+    r = backend_open_parent(req->params, req->id, false, &rootfd, &parentfd, e);
     if (r < 0)
         return r;
     if (renameat2(parentfd, pending, parentfd, leaf, RENAME_NOREPLACE) == 0)
@@ -194,7 +194,7 @@ static void dir_abort(const struct backend_ctx *ctx, const struct vol_request *r
 
     (void)cap_ledger_unreserve(ctx->ledger, req->pv_name);
     if (vlayout_pending_name(req->claim_uid, pending, sizeof(pending)) < 0 ||
-        open_parent(req->params, req->id, false, &rootfd, &parentfd, NULL) < 0)
+        backend_open_parent(req->params, req->id, false, &rootfd, &parentfd, NULL) < 0)
         return;
     /* rmdir, not a tree removal: a pending directory was never handed to a pod. */
     if (unlinkat(parentfd, pending, AT_REMOVEDIR) == 0) {
@@ -211,7 +211,7 @@ static int dir_release(const struct backend_ctx *ctx, const struct class_params 
     _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
     int r;
 
-    r = open_parent(params, id, false, &rootfd, &parentfd, e);
+    r = backend_open_parent(params, id, false, &rootfd, &parentfd, e);
     if (r == -ENOENT)
         return 0; /* already gone */
     if (r < 0)
@@ -227,14 +227,14 @@ static int dir_release(const struct backend_ctx *ctx, const struct class_params 
     return 0;
 }
 
-static int dir_orphan(const struct backend_ctx *ctx, const struct class_params *params,
-                      const struct vol_identity *id, time_t now, char *ret_dest, size_t dest_size,
-                      ord_err *e)
+int backend_entry_orphan(const struct backend_ctx *ctx, const struct class_params *params,
+                         const struct vol_identity *id, time_t now, char *ret_dest,
+                         size_t dest_size, ord_err *e)
 {
     _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
     int r;
 
-    r = open_parent(params, id, false, &rootfd, &parentfd, e);
+    r = backend_open_parent(params, id, false, &rootfd, &parentfd, e);
     if (r == -ENOENT)
         return 0;
     if (r < 0)
@@ -245,14 +245,14 @@ static int dir_orphan(const struct backend_ctx *ctx, const struct class_params *
     return r < 0 ? r : 1;
 }
 
-static int dir_exists(const struct backend_ctx *ctx, const struct class_params *params,
-                      const struct vol_identity *id)
+int backend_entry_exists(const struct backend_ctx *ctx, const struct class_params *params,
+                         const struct vol_identity *id)
 {
     _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
     struct stat st;
     int r;
 
-    r = open_parent(params, id, false, &rootfd, &parentfd, NULL);
+    r = backend_open_parent(params, id, false, &rootfd, &parentfd, NULL);
     if (r == -ENOENT)
         return 0;
     if (r < 0)
@@ -268,6 +268,6 @@ const struct prov_backend dir_backend = {
     .commit = dir_commit,
     .abort = dir_abort,
     .release = dir_release,
-    .orphan = dir_orphan,
-    .exists = dir_exists,
+    .orphan = backend_entry_orphan,
+    .exists = backend_entry_exists,
 };
