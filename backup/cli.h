@@ -76,4 +76,10 @@ void cli_print_volumes_text(const char *what, const char *id, const struct sts_r
 /* Prints text and a newline on stdout; frees nothing. */
 void cli_print_json_text(const char *text);
 
+/* The --repo row of the commands that read an existing repository ($ORDINAL_REPO works too). */
+#define CLI_OPT_REPO(ptr)                                                                          \
+    {.name = "repo", .type = OPT_STRING, .target = (ptr), .metavar = "URL",                        \
+     .help = "Repository: an absolute path, file:///path or s3://BUCKET/PREFIX.",                  \
+     .env = "ORDINAL_REPO", .required = true}
+
 #endif

@@ -233,8 +233,7 @@ int cmd_prune(int argc, char **argv)
     int r;
 
     const struct opt_def opts[] = {
-        {"repo", OPT_STRING, &a.repo, "URL", "Repository: an absolute path, file:///path or s3://BUCKET/PREFIX.", NULL,
-         0, 0, NULL, "ORDINAL_REPO", true},
+        CLI_OPT_REPO(&a.repo),
         REPO_S3_OPT_DEFS,
         {"statefulset", OPT_STRING, &a.statefulset, "NS/NAME",
          "Prune only the backups of this StatefulSet.", "every StatefulSet", 0, 0, NULL, NULL,

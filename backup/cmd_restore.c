@@ -274,8 +274,7 @@ int cmd_restore(int argc, char **argv)
          "Node directory that holds the volumes "
          "(ROOT/NAMESPACE/STATEFULSET/ORDINAL/TEMPLATE).",
          CLI_DEFAULT_ROOT, 0, 0, NULL, NULL, false},
-        {"repo", OPT_STRING, &a.repo, "URL", "Repository: an absolute path, file:///path or s3://BUCKET/PREFIX.", NULL,
-         0, 0, NULL, "ORDINAL_REPO", true},
+        CLI_OPT_REPO(&a.repo),
         REPO_S3_OPT_DEFS,
         {"statefulset", OPT_STRING, &a.statefulset, "NS/NAME",
          "The StatefulSet whose volumes are restored.", NULL, 0, 0, NULL, NULL, true},

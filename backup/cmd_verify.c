@@ -190,8 +190,7 @@ int cmd_verify(int argc, char **argv)
     int r;
 
     const struct opt_def opts[] = {
-        {"repo", OPT_STRING, &a.repo, "URL", "Repository: an absolute path, file:///path or s3://BUCKET/PREFIX.", NULL,
-         0, 0, NULL, "ORDINAL_REPO", true},
+        CLI_OPT_REPO(&a.repo),
         REPO_S3_OPT_DEFS,
         {"backup", OPT_STRING, &a.backup, "ID",
          "Verify only this backup (an ID from 'ordinal-backup list', or latest).",
