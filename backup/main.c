@@ -30,7 +30,9 @@ static void usage(FILE *f)
           "  run       coordinate a cluster-wide backup (CronJob)\n"
           "  agent     run the node agent (DaemonSet)\n\n"
           "Repository URL: an absolute path or file:///path (a directory on a local disk or "
-          "NFS).\n"
+          "NFS),\n"
+          "or s3://BUCKET/PREFIX (credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and\n"
+          "AWS_SESSION_TOKEN; see a command's --help).\n"
           "Exit status: 0 success, 1 failure, 2 usage error.\n"
           "Run 'ordinal-backup COMMAND --help' for a command's options.\n",
           f);
