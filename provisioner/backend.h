@@ -123,6 +123,13 @@ int backend_open_parent(const struct class_params *p, const struct vol_identity 
                         int *ret_root, int *ret_parent, ord_err *e);
 
 /*
+ * Renames the pending entry ".pending-<claim uid>" to its final name, never replacing anything;
+ * an entry of the given file type (S_IFDIR, S_IFLNK) already there means an earlier attempt
+ * committed it. Returns 0 or a negative errno with e filled.
+ */
+int backend_entry_commit(const struct vol_request *req, mode_t type, ord_err *e);
+
+/*
  * The orphan and exists operations, the same for every backend because they only look at the
  * node-layout entry (a directory, or a symlink to a device): see struct prov_backend.
  */

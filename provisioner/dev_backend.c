@@ -540,25 +540,7 @@ static int dev_prepare(const struct backend_ctx *ctx, const struct vol_request *
 
 static int dev_commit(const struct backend_ctx *ctx, const struct vol_request *req, ord_err *e)
 {
-    _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
-    char pending[NAME_MAX + 1];
-    const char *leaf = vlayout_leaf(req->id);
-    struct stat st;
-    int r;
-
-    r = vlayout_pending_name(req->claim_uid, pending, sizeof(pending));
-    if (r < 0)
-        return err_set(e, r, "claim uid '%s' cannot name a directory", req->claim_uid);
-    r = backend_open_parent(req->params, req->id, false, &rootfd, &parentfd, e);
-    if (r < 0)
-        return r;
-    if (renameat2(parentfd, pending, parentfd, leaf, RENAME_NOREPLACE) == 0)
-        return vlayout_sync_dir(parentfd);
-    r = -errno;
-    if (r == -ENOENT && fstatat(parentfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISLNK(st.st_mode))
-        return 0; /* committed before */
-    return err_set_errno(e, r, "cannot move '%s' to '%s'", pending, leaf);
+    return backend_entry_commit(req, S_IFLNK, e);
 }
 
 static void dev_abort(const struct backend_ctx *ctx, const struct vol_request *req)

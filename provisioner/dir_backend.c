@@ -164,7 +164,7 @@ fail:
     return r;
 }
 
-static int dir_commit(const struct backend_ctx *ctx, const struct vol_request *req, ord_err *e)
+int backend_entry_commit(const struct vol_request *req, mode_t type, ord_err *e)
 {
     _cleanup_close_ int rootfd = -EBADF, parentfd = -EBADF;
     char pending[NAME_MAX + 1];
@@ -182,9 +182,14 @@ static int dir_commit(const struct backend_ctx *ctx, const struct vol_request *r
         return vlayout_sync_dir(parentfd);
     r = -errno;
     if (r == -ENOENT && fstatat(parentfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISDIR(st.st_mode))
+        (st.st_mode & S_IFMT) == type)
         return 0; /* committed before */
     return err_set_errno(e, r, "cannot move '%s' to '%s'", pending, leaf);
+}
+
+static int dir_commit(const struct backend_ctx *ctx, const struct vol_request *req, ord_err *e)
+{
+    return backend_entry_commit(req, S_IFDIR, e);
 }
 
 static void dir_abort(const struct backend_ctx *ctx, const struct vol_request *req)
