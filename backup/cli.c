@@ -257,3 +257,14 @@ void cli_print_volumes_text(const char *what, const char *id, const struct sts_r
     }
     fflush(stdout);
 }
+
+int cli_parse_sts(const char *cmd, const char *arg, struct sts_ref *ret)
+{
+    ord_err e = {0};
+
+    if (names_parse_sts(arg, ret, &e) < 0) {
+        cli_error(cmd, "--statefulset: %s", err_msg(&e));
+        return -EINVAL;
+    }
+    return 0;
+}

@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "manifest.h"
+#include "names.h"
 #include "repo.h"
 
 enum {
@@ -26,6 +27,9 @@ enum {
 
 /* Prints "ordinal-backup CMD: MESSAGE\n" on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...) _printf_(2, 3);
+
+/* Parses the --statefulset NS/NAME value of cmd; on error prints why and returns -EINVAL. */
+int cli_parse_sts(const char *cmd, const char *arg, struct sts_ref *ret);
 void cli_warn(const char *cmd, const char *fmt, ...) _printf_(2, 3);
 
 /* Seconds since the epoch with fraction (CLOCK_REALTIME) and a monotonic clock. */

@@ -290,10 +290,8 @@ int cmd_backup(int argc, char **argv)
     r = opts_parse(&cmd, CLI_PROG, ORDINAL_VERSION, argc, argv, 2);
     if (r != OPTS_OK)
         return r == OPTS_EXIT ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    if (names_parse_sts(a.statefulset, &sts, &e) < 0) {
-        cli_error("backup", "--statefulset: %s", err_msg(&e));
+    if (cli_parse_sts("backup", a.statefulset, &sts) < 0)
         return CLI_EXIT_USAGE;
-    }
     if (a.ordinals) {
         _cleanup_free_ int32_t *tmp = NULL;
         size_t n;

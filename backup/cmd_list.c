@@ -143,10 +143,8 @@ int cmd_list(int argc, char **argv)
     r = opts_parse(&cmd, CLI_PROG, ORDINAL_VERSION, argc, argv, 2);
     if (r != OPTS_OK)
         return r == OPTS_EXIT ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    if (a.statefulset && names_parse_sts(a.statefulset, &sts, &e) < 0) {
-        cli_error("list", "--statefulset: %s", err_msg(&e));
+    if (a.statefulset && cli_parse_sts("list", a.statefulset, &sts) < 0)
         return CLI_EXIT_USAGE;
-    }
     r = run_list(&a, a.statefulset ? &sts : NULL, &e);
     if (r < 0) {
         cli_error("list", "%s", err_msg(&e));

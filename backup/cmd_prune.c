@@ -288,10 +288,8 @@ int cmd_prune(int argc, char **argv)
                            "--keep-weekly, --keep-monthly; see 'ordinal-backup prune --help'");
         return CLI_EXIT_USAGE;
     }
-    if (a.statefulset && names_parse_sts(a.statefulset, &sts, &e) < 0) {
-        cli_error("prune", "--statefulset: %s", err_msg(&e));
+    if (a.statefulset && cli_parse_sts("prune", a.statefulset, &sts) < 0)
         return CLI_EXIT_USAGE;
-    }
     r = run_prune(&a, a.statefulset ? &sts : NULL, &e);
     if (r < 0) {
         cli_error("prune", "%s", err_msg(&e));

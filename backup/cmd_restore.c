@@ -325,10 +325,8 @@ int cmd_restore(int argc, char **argv)
     r = opts_parse(&cmd, CLI_PROG, ORDINAL_VERSION, argc, argv, 2);
     if (r != OPTS_OK)
         return r == OPTS_EXIT ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    if (names_parse_sts(a.statefulset, &sts, &e) < 0) {
-        cli_error("restore", "--statefulset: %s", err_msg(&e));
+    if (cli_parse_sts("restore", a.statefulset, &sts) < 0)
         return CLI_EXIT_USAGE;
-    }
     if (!streq(a.backup, "latest") && id_parse(a.backup, &bid) < 0) {
         cli_error("restore",
                   "--backup: '%s' is not a backup ID (like 20261121T203000Z or "

@@ -460,10 +460,8 @@ int cmd_run(int argc, char **argv)
     r = opts_parse(&cmd, CLI_PROG, ORDINAL_VERSION, argc, argv, 2);
     if (r != OPTS_OK)
         return r == OPTS_EXIT ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    if (names_parse_sts(a.statefulset, &run.sts, &e) < 0) {
-        cli_error("run", "--statefulset: %s", err_msg(&e));
+    if (cli_parse_sts("run", a.statefulset, &run.sts) < 0)
         return CLI_EXIT_USAGE;
-    }
     if (a.ordinals) {
         _cleanup_free_ int32_t *tmp = NULL;
         size_t n;

@@ -222,10 +222,8 @@ int cmd_verify(int argc, char **argv)
     r = opts_parse(&cmd, CLI_PROG, ORDINAL_VERSION, argc, argv, 2);
     if (r != OPTS_OK)
         return r == OPTS_EXIT ? CLI_EXIT_OK : CLI_EXIT_USAGE;
-    if (a.statefulset && names_parse_sts(a.statefulset, &sts, &e) < 0) {
-        cli_error("verify", "--statefulset: %s", err_msg(&e));
+    if (a.statefulset && cli_parse_sts("verify", a.statefulset, &sts) < 0)
         return CLI_EXIT_USAGE;
-    }
     if (a.backup && !streq(a.backup, "latest") && id_parse(a.backup, &bid) < 0) {
         cli_error("verify", "--backup: '%s' is not a backup ID (like 20261121T203000Z) or 'latest'",
                   a.backup);
