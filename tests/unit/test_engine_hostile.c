@@ -271,6 +271,68 @@ static void hostile_names(void **state)
     }
 }
 
+/*
+ * A legal archive may hold a symlink and later another entry of the same name (the later
+ * one wins). The later entry must replace the symlink, never write through it: a
+ * directory entry "x" after "x -> <outside>" must not chmod or retime <outside>.
+ * The restore may succeed (the symlink replaced) or be refused; either way the world
+ * around the staging directory is untouched.
+ */
+static void hostile_replaced_symlink(void **state)
+{
+    char outside[128], outfile[128];
+    struct {
+        struct hent ents[2];
+    } cases[] = {
+        {{{T_LINK, "x", outside, NULL}, {T_DIR, "x", NULL, NULL}}},
+        {{{T_LINK, "y", outfile, NULL}, {T_FILE, "y", NULL, "pwned"}}},
+        {{{T_LINK, "z", outside, NULL}, {T_LINK, "z", "elsewhere", NULL}}},
+        {{{T_DIR, "d", NULL, NULL}, {T_LINK, "d/x", outside, NULL}}},
+    };
+    struct stat before, after;
+    (void)state;
+
+    snprintf(outside, sizeof(outside), "%s/outside", tmproot);
+    snprintf(outfile, sizeof(outfile), "%s/outside/f", tmproot);
+    assert_int_equal(fchmodat(rootfd, "outside", 0711, 0), 0);
+    assert_int_equal(fstatat(rootfd, "outside", &before, 0), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct obj o;
+        struct memsrc src;
+        struct byte_source bs = {mem_read, &src};
+        ord_err e = {0};
+        int r;
+
+        print_message("case %zu: %s\n", i, cases[i].ents[1].path);
+        build(&o, cases[i].ents, 2);
+        struct engine_expect x = expect_obj(&o);
+        src = (struct memsrc){o.z.p, o.z.len, 0, 0};
+        r = engine_restore_dir(&bs, &x, staging(), &e);
+        if (r >= 0) {
+            struct stat st;
+            int vfd = openat(rootfd, "vols", O_RDONLY | O_DIRECTORY);
+            char rel[64];
+
+            snprintf(rel, sizeof(rel), "live.staging/%s", cases[i].ents[1].path);
+            assert_int_equal(fstatat(vfd, rel, &st, AT_SYMLINK_NOFOLLOW), 0);
+            assert_int_equal(st.st_mode & S_IFMT,
+                             cases[i].ents[1].type == T_DIR    ? S_IFDIR
+                             : cases[i].ents[1].type == T_FILE ? S_IFREG
+                                                               : S_IFLNK);
+            assert_int_equal(fs_rmtree_at(vfd, "live.staging", &e), 0);
+            close(vfd);
+        } else {
+            print_message("  refused: %s\n", e.msg);
+        }
+        assert_int_equal(fstatat(rootfd, "outside", &after, 0), 0);
+        assert_int_equal(after.st_mode, before.st_mode);
+        assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+        assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+        check_world();
+        free(o.z.p);
+    }
+}
+
 static void hostile_huge_size(void **state)
 {
     struct hent ents[] = {{T_HUGE, "huge", NULL, "small content that claims to be 8 GiB"}};
@@ -380,6 +442,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(hostile_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(hostile_replaced_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_huge_size, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_stream, setup, teardown),
     };
