@@ -11,6 +11,10 @@
  *      ordinal 2 therefore stops the restore before ordinal 0 was replaced: the user is never
  *      left with half the StatefulSet from the backup and half from before because of a bad
  *      backup. This costs a second read of each object; at 3 a.m. that is the right trade.
+ *      The first volume to restore is the exception when it is a directory: its extraction
+ *      into staging (step 3) checks the same things before anything is swapped, so a damaged
+ *      object there also stops the restore with every volume untouched, and a single-volume
+ *      restore reads its object once.
  *   3. Then, volume by volume: a directory volume is extracted into a staging entry beside the
  *      live one (".<template>.restore-<id>", a dot name, so bookkeeping per DESIGN §2), checked
  *      again by the engine on the way, and exchanged with the live entry atomically
@@ -195,6 +199,8 @@ static int run_restore(const struct restore_args *a, const struct sts_ref *sts, 
     for (size_t i = 0; i < n; i++) {
         struct cli_progress p;
 
+        if (i == 0 && t[i].lv.kind == VOLUME_DIRECTORY)
+            continue; /* checked by its own extraction, before any swap (see the top) */
         cli_progress_init(&p);
         if (p.on)
             fprintf(stderr, "\r\033[Kchecking ordinal %d '%s'", (int)t[i].bv->ordinal,

@@ -30,10 +30,18 @@ struct file_repo {
     char path[4096];
 };
 
+/*
+ * Writeback of an object is started every this many bytes (sync_file_range, asynchronous),
+ * so that the fsync at commit waits for the last few MiB instead of the whole object: on the
+ * bench's 360 MiB object the fsync went from 0.31 s to the tail alone.
+ */
+#define WRITEBACK_CHUNK (8u << 20)
+
 struct file_writer {
     struct file_repo *repo;
     int dirfd;
     int fd;
+    uint64_t written, started; /* bytes written; bytes whose writeback was started */
     char tmp[NAME_MAX + 1];
     char base[NAME_MAX + 1];
     char key[REPO_KEY_MAX + 1];
@@ -234,6 +242,13 @@ static int file_put_write(void *writer, const void *buf, size_t len, ord_err *e)
         }
         p += n;
         len -= (size_t)n;
+        w->written += (uint64_t)n;
+    }
+    if (w->written - w->started >= WRITEBACK_CHUNK) {
+        /* Advisory: an error here shows again at the fsync of the commit. */
+        (void)sync_file_range(w->fd, (off64_t)w->started, (off64_t)(w->written - w->started),
+                              SYNC_FILE_RANGE_WRITE);
+        w->started = w->written;
     }
     return 0;
 }

@@ -152,3 +152,24 @@ def staging_leftovers(root):
             if n.startswith(".") and ".restore-" in n:
                 found.append(os.path.join(dirpath, n))
     return found
+
+
+def page_cache_state(path):
+    """(dirty pages, pages under writeback) of a file, from cachestat(2) (Linux 6.5); None when
+    the kernel has no cachestat or the file is on tmpfs (whose pages are always dirty)."""
+    import ctypes
+    import struct
+    fs = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True)
+    if fs.stdout.strip() == "tmpfs":
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    rng = struct.pack("QQ", 0, 0)  # off 0, len 0: the whole file
+    out = ctypes.create_string_buffer(40)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.syscall(451, fd, ctypes.c_char_p(rng), out, 0) != 0:
+            return None
+    finally:
+        os.close(fd)
+    cache, dirty, writeback, _, _ = struct.unpack("5Q", out.raw)
+    return dirty, writeback

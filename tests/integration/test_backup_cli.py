@@ -18,8 +18,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Proc, bin_path, skip, temp_dir  # noqa: E402
-from backup_util import (Backup, hashes, lock_content, make_layout, staging_leftovers,  # noqa: E402
-                         tree_hash, write_volume)
+from backup_util import (Backup, hashes, lock_content, make_layout, page_cache_state,  # noqa: E402
+                         staging_leftovers, tree_hash, write_volume)
 
 if not os.path.exists(bin_path("ordinal-backup")):
     skip("ordinal-backup is not built")
@@ -107,6 +107,20 @@ class TestOrder(Base):
         self.assertEqual(restored["id"], doc["id"])
         self.assertEqual(hashes(self.vols), before)
         self.assertEqual(staging_leftovers(self.root), [])
+
+    def test_restored_content_on_disk_before_swap(self):
+        # The old content is removed right after the swap: a power cut then must find the
+        # restored files on disk, so none may still have dirty pages when restore returns.
+        doc = self.b.backup()
+        self.modify_all()
+        self.b.restore("--backup", doc["id"])
+        files = [os.path.join(d, f) for path in self.vols.values()
+                 for d, _, fs in os.walk(path) for f in fs]
+        self.assertGreater(len(files), 8)
+        states = {f: page_cache_state(f) for f in files if os.path.isfile(f)}
+        if any(s is None for s in states.values()):
+            self.skipTest("no cachestat(2) here, or the volumes are on tmpfs")
+        self.assertEqual([f for f, s in states.items() if s != (0, 0)], [])
 
     def test_leftover_staging_removed(self):
         doc = self.b.backup()
@@ -461,6 +475,15 @@ class TestRestoreRefusals(Base):
         # damage in ordinal 2: ordinals 0 and 1, restored first, must not be touched either
         self.flip(self.obj(2, "data"))
         self.refused(msg=["ordinal 2 volume 'data': the stored object failed its check",
+                          "nothing was changed"])
+
+    def test_corrupted_first_object(self):
+        # ordinal 0 is restored first and checked by its own extraction: still nothing touched
+        self.flip(self.obj(0, "data"))
+        self.refused(msg=["ordinal 0 volume 'data'", "keeps its previous content",
+                          "the rest were not touched", "corrupt"])
+        self.refused("--order", "reverse", "--ordinals", "0,1",
+                     msg=["ordinal 0 volume 'data': the stored object failed its check",
                           "nothing was changed"])
 
     def test_truncated_object(self):
