@@ -17,9 +17,9 @@
  * directory, no parent that is a symlink or anything but a directory on disk (i.e. a
  * symlink created earlier by the same archive), a symlink already at the entry's own name
  * removed first, hardlink targets that are entries already extracted from this archive, no
- * sockets or unknown types, and not more data than the manifest promises. The name is then prefixed with the
- * staging directory's own name, so the root entry restores the staging directory's owner,
- * mode, times, xattrs and ACLs like any other directory.
+ * sockets or unknown types, and not more data than the manifest promises. The name is then
+ * prefixed with the staging directory's own name, so the root entry restores the staging
+ * directory's owner, mode, times, xattrs and ACLs like any other directory.
  */
 #include <fcntl.h>
 #include <limits.h>
