@@ -437,6 +437,27 @@ static void hl_free(struct bk *b)
     b->hl_nb = b->hl_n = 0;
 }
 
+/*
+ * Whether a file may have holes worth looking for: like GNU tar, only when fewer blocks are
+ * allocated than its size needs. Saves two lseeks per file (40,000 on the bench's small files).
+ * A file with holes and blocks preallocated beyond its end is then stored with zeros in place
+ * of its holes: the same content, restored without the holes.
+ */
+static bool may_have_holes(const struct stat *st)
+{
+    return (int64_t)st->st_blocks * 512 < (int64_t)st->st_size;
+}
+
+/* The data runs of a file without holes: one, or none when it is empty. */
+static int one_run(struct bk *b, int64_t size, bool *ret_holes)
+{
+    b->nruns = 0;
+    if (size > 0)
+        b->runs[b->nruns++] = (struct sparse_run){0, size};
+    *ret_holes = false;
+    return 0;
+}
+
 /* Data runs of fd by SEEK_DATA/SEEK_HOLE into b->runs; *ret_holes when there is any hole. */
 static int map_holes(struct bk *b, int fd, int64_t size, bool *ret_holes)
 {
@@ -478,13 +499,18 @@ static int map_holes(struct bk *b, int fd, int64_t size, bool *ret_holes)
     return 0;
 }
 
-/* Reads up to len bytes at off; returns the count (short only at EOF) or a negative errno. */
-static ssize_t pread_full(int fd, void *buf, size_t len, int64_t off)
+/*
+ * Reads up to len bytes at off; returns the count (short only at EOF) or a negative errno. A
+ * short read that brings the count to `expect` or beyond is taken as the end of a file of that
+ * size without another read to see 0 (the caller's fstat afterwards catches a file that grew).
+ */
+static ssize_t pread_full(int fd, void *buf, size_t len, int64_t off, size_t expect)
 {
     size_t done = 0;
 
     while (done < len) {
-        ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + (int64_t)done));
+        size_t want = len - done;
+        ssize_t n = pread(fd, (uint8_t *)buf + done, want, (off_t)(off + (int64_t)done));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -493,6 +519,8 @@ static ssize_t pread_full(int fd, void *buf, size_t len, int64_t off)
         if (n == 0)
             break;
         done += (size_t)n;
+        if ((size_t)n < want && done >= expect)
+            break;
     }
     return (ssize_t)done;
 }
@@ -516,7 +544,7 @@ static int stream_runs(struct bk *b, int fd, int64_t size, bool *ret_short)
         }
         while (pos < end) {
             size_t want = (size_t)MIN((int64_t)ENGINE_BUF_SIZE, end - pos);
-            ssize_t n = *ret_short ? 0 : pread_full(fd, b->buf, want, pos);
+            ssize_t n = *ret_short ? 0 : pread_full(fd, b->buf, want, pos, want);
             if (n < 0)
                 return err_set_errno(b->e, (int)n, "reading '%s'", show_path(b->path));
             if ((size_t)n < want) {
@@ -564,8 +592,10 @@ static int put_regular(struct bk *b, int dirfd, const char *name, const struct s
         return err_set_errno(b->e, -errno, "stat of '%s'", b->path);
     if (!S_ISREG(st0.st_mode) || st0.st_ino != lst->st_ino || st0.st_dev != lst->st_dev)
         return add_changed(b, b->path, "replaced while the backup ran; skipped");
-    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    r = map_holes(b, fd, st0.st_size, &holes);
+    if (may_have_holes(&st0))
+        r = map_holes(b, fd, st0.st_size, &holes);
+    else
+        r = one_run(b, st0.st_size, &holes);
     if (r < 0)
         return r;
 
@@ -575,7 +605,7 @@ static int put_regular(struct bk *b, int dirfd, const char *name, const struct s
         int tries;
 
         for (tries = 1;; tries++) {
-            n = pread_full(fd, b->buf, ENGINE_BUF_SIZE, 0);
+            n = pread_full(fd, b->buf, ENGINE_BUF_SIZE, 0, (size_t)st0.st_size);
             if (n < 0)
                 return add_changed(b, b->path, "read failed: %s", strerror((int)-n));
             if (engine_test_reread_hook)
@@ -609,6 +639,7 @@ static int put_regular(struct bk *b, int dirfd, const char *name, const struct s
         return hardlink_remember(b, lst);
     }
 
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     entry_fill(b, b->path, &st0);
     if (holes) {
         for (size_t i = 0; i < b->nruns; i++)
@@ -948,7 +979,7 @@ static int backup_device(struct bk *b, const char *path)
     b->nruns = 0;
     for (uint64_t pos = 0; pos < size;) {
         size_t want = (size_t)MIN((uint64_t)ENGINE_BUF_SIZE, size - pos);
-        ssize_t n = pread_full(fd, b->buf, want, (int64_t)pos);
+        ssize_t n = pread_full(fd, b->buf, want, (int64_t)pos, want);
         if (n < 0)
             return err_set_errno(b->e, (int)n, "reading device '%s'", path);
         if ((size_t)n < want)
