@@ -368,7 +368,7 @@ void zsource_stop(struct zsource *z)
 int zsource_drain(struct zsource *z)
 {
     for (;;) {
-        const void *buf;
+        const void *buf = NULL; /* set when n > 0; -O3 cannot see it */
         ssize_t n = zsource_read(z, &buf);
 
         if (n < 0) {
