@@ -225,8 +225,20 @@ class Store:
             return set(self._seen_resources)
 
 
+_ATOMIC = frozenset((str, int, float, bool, type(None)))
+
+
 def mutable(obj):
-    """A private deep copy of a cached object, safe to modify and send."""
+    """A private deep copy of a cached object, safe to modify and send. Objects are JSON trees,
+    which this copies about 4x faster than copy.deepcopy (kubeemu/jsonutil.py's clone; the
+    controllers do not import the emulator's modules)."""
+    t = type(obj)
+    if t is dict:
+        return {k: (v if type(v) in _ATOMIC else mutable(v)) for k, v in obj.items()}
+    if t is list:
+        return [(v if type(v) in _ATOMIC else mutable(v)) for v in obj]
+    if t in _ATOMIC:
+        return obj
     return copy.deepcopy(obj)
 
 
@@ -236,11 +248,21 @@ class WorkQueue:
     A key is in at most one of: queued, processing. add() of a key being processed marks it dirty
     so that it is queued again when done() is called. retry() re-adds after an exponential delay
     (5 ms doubling up to 2 s); forget() resets that delay after a success.
+
+    Keys queued by the periodic resync (add_resync) wait in a second lane that get() serves only
+    when no key queued by an event is waiting; an event for a key waiting there moves it to the
+    first lane. With 1,000 claims and 1,000 volumes a resync of the PV controller queues 2,000
+    keys (12 ms of CPU in-process when all are bound, each waiting for the GIL under load, more
+    when some need writes): in one FIFO, a claim created just after a resync waited behind all
+    of them. The real controllers have the same FIFO but sync in microseconds on many cores;
+    which lane a key waits in changes when, never whether, it is synced.
     """
 
     def __init__(self):
         self._cond = threading.Condition()
         self._queue = collections.deque()
+        self._resync = collections.deque()   # may hold stale entries: _low says which count
+        self._low = set()                    # dirty keys whose next sync is only a resync
         self._dirty = set()
         self._processing = set()
         self._delayed = []          # heap of (when, seq, key)
@@ -249,12 +271,43 @@ class WorkQueue:
 
     def add(self, key):
         with self._cond:
+            self._add_locked(key)
+
+    def _add_locked(self, key):
+        if key in self._dirty:
+            if key in self._low:  # promoted: an event wants it now
+                self._low.discard(key)
+                if key not in self._processing:
+                    self._queue.append(key)
+                    self._cond.notify()
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._queue.append(key)
+            self._cond.notify()
+
+    def add_resync(self, key):
+        """Queues a key for the periodic resync, behind every key queued by an event."""
+        with self._cond:
             if key in self._dirty:
                 return
             self._dirty.add(key)
+            self._low.add(key)
             if key not in self._processing:
-                self._queue.append(key)
+                self._resync.append(key)
                 self._cond.notify()
+
+    def _pop_locked(self):
+        if self._queue:
+            return self._queue.popleft()
+        while self._resync:
+            key = self._resync.popleft()
+            # Stale entries: promoted to the first lane, or queued again while processing
+            # (done() re-queues those).
+            if key in self._low and key not in self._processing:
+                self._low.discard(key)
+                return key
+        return None
 
     def add_after(self, key, delay):
         if delay <= 0:
@@ -278,10 +331,7 @@ class WorkQueue:
         now = time.monotonic()
         while self._delayed and self._delayed[0][0] <= now:
             _, _, key = heapq.heappop(self._delayed)
-            if key not in self._dirty:
-                self._dirty.add(key)
-                if key not in self._processing:
-                    self._queue.append(key)
+            self._add_locked(key)
 
     def get(self, timeout):
         """The next key to process, or None after `timeout` seconds without one."""
@@ -289,8 +339,8 @@ class WorkQueue:
         with self._cond:
             while True:
                 self._promote_delayed()
-                if self._queue:
-                    key = self._queue.popleft()
+                key = self._pop_locked()
+                if key is not None:
                     self._dirty.discard(key)
                     self._processing.add(key)
                     return key
@@ -305,12 +355,12 @@ class WorkQueue:
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:
-                self._queue.append(key)
+                (self._resync if key in self._low else self._queue).append(key)
                 self._cond.notify()
 
     def __len__(self):
         with self._cond:
-            return len(self._queue)
+            return len(self._queue) + len(self._low)
 
 
 class Context:
@@ -436,7 +486,8 @@ class Controller:
         while not self.ctx.stop_event.is_set():
             if worker == 0 and time.monotonic() >= next_resync:
                 for key in self.resync_keys():
-                    self.enqueue(key)
+                    if key:
+                        self.queue.add_resync(key)
                 next_resync = time.monotonic() + self.resync_period
             key = self.queue.get(timeout=0.2)
             if key is None:

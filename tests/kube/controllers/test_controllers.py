@@ -215,6 +215,34 @@ class WorkQueueTest(unittest.TestCase):
         q.done("a")
         self.assertEqual(q.get(0.1), "a")
 
+    def test_resync_keys_wait_behind_event_keys(self):
+        # A resync used to queue every key in the one FIFO, so a claim created just after it
+        # waited for up to 2,000 syncs before the PV controller looked at it.
+        q = WorkQueue()
+        for key in ("r1", "r2", "r3"):
+            q.add_resync(key)
+        q.add("e1")
+        q.add("r2")                     # an event for a key waiting for the resync: now
+        q.add_resync("e1")              # already queued: stays in the first lane
+        self.assertEqual([q.get(0.1) for _ in range(4)], ["e1", "r2", "r1", "r3"])
+        self.assertIsNone(q.get(0.01))
+        self.assertEqual(len(q), 0)
+
+    def test_resync_of_key_being_processed(self):
+        q = WorkQueue()
+        q.add("a")
+        self.assertEqual(q.get(0.1), "a")
+        q.add_resync("a")               # dirty while processing: once more after done()
+        q.add_resync("a")
+        self.assertIsNone(q.get(0.01))
+        q.add("b")
+        q.done("a")
+        self.assertEqual(q.get(0.1), "b")
+        self.assertEqual(q.get(0.1), "a")
+        self.assertIsNone(q.get(0.01))
+        q.done("a")
+        self.assertIsNone(q.get(0.01))
+
     def test_add_after(self):
         q = WorkQueue()
         q.add_after("x", 0.05)

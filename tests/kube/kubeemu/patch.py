@@ -7,9 +7,9 @@ have one (containers by name, finalizers as a set, ...). Other lists are replace
 patch.
 """
 
-import copy
 
 from . import errors
+from .jsonutil import clone
 
 # field name -> merge key (None: a primitive list merged as a set)
 _MERGE_KEYS = {
@@ -24,8 +24,8 @@ _MERGE_KEYS = {
 def merge_patch(target, patch):
     """RFC 7386."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    result = clone(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -36,13 +36,13 @@ def merge_patch(target, patch):
 
 def strategic_merge_patch(target, patch):
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     directive = patch.get("$patch")
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: clone(v) for k, v in patch.items() if k != "$patch"}
     if directive == "delete":
         return None
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    result = clone(target) if isinstance(target, dict) else {}
     retain = patch.get("$retainKeys")
     for key, value in patch.items():
         if key in ("$patch", "$retainKeys") or key.startswith("$setElementOrder/"):
@@ -63,7 +63,7 @@ def strategic_merge_patch(target, patch):
             else:
                 result[key] = merged
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = clone(value)
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
     return result
@@ -74,14 +74,14 @@ def _merge_list(current, patch, key):
         out = list(current)
         for v in patch:
             if v not in out:
-                out.append(copy.deepcopy(v))
+                out.append(clone(v))
         return out
-    out = copy.deepcopy(current)
+    out = clone(current)
     for item in patch:
         if not isinstance(item, dict):
             continue
         if item.get("$patch") == "replace":
-            return [copy.deepcopy({k: v for k, v in i.items() if k != "$patch"}) for i in patch]
+            return [clone({k: v for k, v in i.items() if k != "$patch"}) for i in patch]
         idx = next((i for i, cur in enumerate(out)
                     if isinstance(cur, dict) and cur.get(key) == item.get(key)), None)
         if item.get("$patch") == "delete":
@@ -113,7 +113,7 @@ def _resolve(doc, parts):
 
 
 def json_patch(target, ops):
-    doc = copy.deepcopy(target)
+    doc = clone(target)
     if not isinstance(ops, list):
         raise errors.BadRequest("json patch must be a list of operations")
     try:
@@ -125,17 +125,17 @@ def json_patch(target, ops):
                                           code=422, reason="Invalid")
                 continue
             if kind in ("move", "copy"):
-                value = copy.deepcopy(_resolve(doc, _pointer(op["from"])))
+                value = clone(_resolve(doc, _pointer(op["from"])))
                 if kind == "move":
                     doc = _remove(doc, _pointer(op["from"]))
                 doc = _add(doc, parts, value)
             elif kind == "add":
-                doc = _add(doc, parts, copy.deepcopy(op.get("value")))
+                doc = _add(doc, parts, clone(op.get("value")))
             elif kind == "remove":
                 doc = _remove(doc, parts)
             elif kind == "replace":
                 doc = _remove(doc, parts)
-                doc = _add(doc, parts, copy.deepcopy(op.get("value")))
+                doc = _add(doc, parts, clone(op.get("value")))
             else:
                 raise errors.BadRequest(f"Unexpected kind: {kind}")
     except (KeyError, IndexError, ValueError, TypeError) as exc:

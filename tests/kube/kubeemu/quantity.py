@@ -4,6 +4,7 @@ The real server stores quantities in canonical form ("1000Mi" stays, "1.5Gi" bec
 "1000" becomes "1k"), so what kubectl shows after a round trip depends on it.
 """
 
+import functools
 import re
 from fractions import Fraction
 
@@ -24,6 +25,14 @@ def parse(text):
         text = str(text)
     if not isinstance(text, str):
         raise QuantityError(MSG)
+    return _parse(text)
+
+
+# Pure functions of a string, called several times per claim or volume written (defaulting,
+# validation, the controllers' comparisons) with the same few values: cached. Fractions are
+# immutable; errors are not cached (lru_cache keeps only results).
+@functools.lru_cache(maxsize=4096)
+def _parse(text):
     m = _RE.match(text.strip())
     if not m or text != text.strip():
         raise QuantityError(MSG)
@@ -59,6 +68,17 @@ def _decimal(v, fmt):
 
 
 def canonical(text):
+    if isinstance(text, str):
+        return _canonical(text)
+    return _canonical_uncached(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical(text):
+    return _canonical_uncached(text)
+
+
+def _canonical_uncached(text):
     v, fmt = parse(text)
     if fmt == "BinarySI" and v.denominator == 1 and abs(v) >= 1024:
         n = abs(v.numerator)

@@ -7,7 +7,6 @@ fault says so.
 """
 
 import base64
-import copy
 import http.server
 import json
 import select
@@ -18,8 +17,10 @@ import time
 import urllib.parse
 
 from . import auth, discovery, errors, selectors, tables
+from .jsonutil import clone, dumps
 
 BOOKMARK_SECONDS = 1.0  # real servers send one about every minute; tests cannot wait that long
+WATCH_BATCH = 256       # events at most per write of a watch stream
 
 
 class EmulatorServer(http.server.ThreadingHTTPServer):
@@ -58,6 +59,45 @@ class EmulatorServer(http.server.ThreadingHTTPServer):
         pass  # clients that vanish mid-request are normal in tests
 
 
+class Headers:
+    """Request headers: case-insensitive get/get_all over a dict, instead of http.client's
+    email.message.Message, which parses with the email package and scans every header on each
+    get() (about 12 lookups per request). Measured: a GET of a claim on a keep-alive connection
+    cost the emulator 140 us of CPU with it, 110 us with this."""
+
+    def __init__(self, pairs):
+        self._pairs = pairs
+        self._map = {}
+        for name, value in pairs:
+            self._map.setdefault(name.lower(), []).append(value)
+
+    def get(self, name, default=None):
+        values = self._map.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name, default=None):
+        return list(self._map.get(name.lower(), ())) or default
+
+    def __getitem__(self, name):
+        return self.get(name)
+
+    def __contains__(self, name):
+        return name.lower() in self._map
+
+    def items(self):
+        return list(self._pairs)
+
+    def keys(self):
+        return [n for n, _ in self._pairs]
+
+    def __str__(self):
+        return "".join(f"{n}: {v}\r\n" for n, v in self._pairs) + "\r\n"
+
+
+_MAX_HEADERS = 100        # as http.client
+_MAX_HEADER_LINE = 65536  # as http.client
+
+
 def _verb_for(method, is_watch, name, collection):
     if is_watch:
         return "watch"
@@ -75,6 +115,48 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.server.options.get("verbose"):
             super().log_message(fmt, *args)
 
+    def parse_request(self):
+        """The usual request line "METHOD TARGET HTTP/1.x" and its headers, parsed into
+        Headers; anything else goes to the standard library's parser (which has not read
+        past the request line either)."""
+        words = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n").split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.1", "HTTP/1.0"):
+            return super().parse_request()
+        self.requestline = " ".join(words)
+        self.command, self.path, self.request_version = words
+        self.close_connection = words[2] != "HTTP/1.1"
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")
+        pairs = []
+        while True:
+            line = self.rfile.readline(_MAX_HEADER_LINE + 1)
+            if len(line) > _MAX_HEADER_LINE:
+                self.send_error(431, "Line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            if len(pairs) >= _MAX_HEADERS:
+                self.send_error(431, "Too many headers")
+                return False
+            text = line.decode("iso-8859-1")
+            if text[0] in " \t" and pairs:  # obsolete line folding
+                pairs[-1] = (pairs[-1][0], pairs[-1][1] + " " + text.strip())
+                continue
+            name, colon, value = text.partition(":")
+            if not colon or not name or name != name.strip():
+                self.send_error(400, "Bad request header")
+                return False
+            pairs.append((name, value.strip(" \t\r\n")))
+        self.headers = Headers(pairs)
+        conntype = self.headers.get("Connection", "").lower()
+        if conntype == "close":
+            self.close_connection = True
+        elif conntype == "keep-alive":
+            self.close_connection = False
+        if self.headers.get("Expect", "").lower() == "100-continue" and words[2] == "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+
     # ---- plumbing ----
 
     def _read_body(self):
@@ -91,7 +173,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send_json(self, code, body, headers=None):
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -101,9 +183,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, v)
         for w in self._warnings:
             self.send_header("Warning", '299 - ' + json.dumps(w))
-        self.end_headers()
+        # end_headers() without its flush: headers and body leave in one write, so one system
+        # call and one wait to take the GIL back instead of two per answer.
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(data)
+            self._headers_buffer.append(data)
+        self.flush_headers()
         self._code = code
 
     def _send_error(self, exc):
@@ -336,7 +421,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if sub == "scale":
                 return self._send_json(200, self._scale_write(t, namespace, name, patch, ptype, dry_run))
             if isinstance(patch, dict) and ptype != "json":
-                probe = copy.deepcopy(patch)
+                probe = clone(patch)
                 store.check_body(t, probe, body if ptype == "merge" else None,
                                  self._field_validation(), self._warnings)
             return self._send_object(200, t, store.patch(t, namespace, name, ptype, patch, sub, dry_run))
@@ -572,13 +657,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                       {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
                                       headers=first[0])
                 first[0] = False
-            line = json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-            self.wfile.flush()
+            emit_line(b'{"type":"%s","object":%s}\n' % (etype.encode(), dumps(obj).encode()))
+
+        # One chunk per event, as before; the chunks of the events that were waiting together
+        # leave in one write (fewer system calls, and fewer waits for the GIL after them).
+        pending = []
+
+        def emit_line(line):
+            pending.append(b"%x\r\n%s\r\n" % (len(line), line))
+
+        def flush():
+            if pending:
+                data = b"".join(pending)
+                pending.clear()
+                self.wfile.write(data)
+                self.wfile.flush()
 
         def finish():
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+            emit_line(b"")  # the last chunk: "0\r\n\r\n"
+            flush()
 
         try:
             if faults.take_gone():
@@ -604,8 +701,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)  # abrupt: no final chunk
                     return
                 wait = min(deadline - now, 1.0)
-                item = watcher.get(wait)
-                if item is None:
+                items = watcher.get_batch(wait, WATCH_BATCH)
+                if not items:
                     if watcher.closed:
                         return finish()
                     if initial_pending:
@@ -617,14 +714,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         last_bookmark = time.monotonic()
                     elif self._client_gone():
                         return
+                    flush()
                     continue
-                if isinstance(item, tuple):
-                    out = (item[0], item[1]) if watcher.matches(item[1]) else None
-                else:
-                    out = watcher.translate(item)
-                    last_rv = item.rv
-                if out:
-                    emit(out[0], out[1])
+                for item in items:
+                    if isinstance(item, tuple):
+                        out = (item[0], item[1]) if watcher.matches(item[1]) else None
+                    else:
+                        out = watcher.translate(item)
+                        last_rv = item.rv
+                        if out and not as_table:
+                            # Encoded once per event and type, whichever watcher is first.
+                            emit_line(item.line(out[0]))
+                            continue
+                    if out:
+                        emit(out[0], out[1])
+                flush()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             self.close_connection = True
         finally:

@@ -5,17 +5,25 @@ Every write (HTTP or the in-process api) goes through Store.create/update/patch/
 validation, defaulting, resourceVersions, watch events and controller notifications are the
 same whichever way a change comes in. Watch events are appended to the history of their
 resource and pushed to the queues of that resource's watchers under the lock (O(watchers of
-that resource) per change); serialisation happens in each watcher's own thread.
+that resource) per change); serialisation happens in the watchers' own threads, once per event
+and encoding (Event.line), shared by all watchers that send it as it is.
+
+A committed object is never modified in place: every write builds a new dict (from a copy of
+the caller's body, a patch result or a clone of the old object) and replaces the old one. So
+the history, the watcher queues and the events share the stored dicts without copying them;
+only what leaves the store for a caller that may modify it (get, list, write results, the
+subscribers' notifications) is copied, with jsonutil.clone.
 """
 
 import collections
-import copy
 import datetime
 import random
 import threading
 import uuid
 
 from . import errors, patch as patchlib, resources, schema, selectors, validation
+from . import jsonutil
+from .jsonutil import clone
 
 _GEN_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -25,10 +33,23 @@ def now_rfc3339():
 
 
 class Event:
-    __slots__ = ("rv", "type", "key", "obj", "old")
+    __slots__ = ("rv", "type", "key", "obj", "old", "_json", "_lines")
 
     def __init__(self, rv, etype, key, obj, old):
         self.rv, self.type, self.key, self.obj, self.old = rv, etype, key, obj, old
+        self._json = None
+        self._lines = {}
+
+    def line(self, etype):
+        """The watch stream line {"type":etype,"object":obj} as bytes. A watcher may see a
+        MODIFIED event as ADDED or DELETED (selectors), so lines are kept per type; the object
+        is encoded once. Watcher threads race here harmlessly: each result is the same."""
+        line = self._lines.get(etype)
+        if line is None:
+            if self._json is None:
+                self._json = jsonutil.dumps(self.obj).encode()
+            line = self._lines[etype] = b'{"type":"%s","object":%s}\n' % (etype.encode(), self._json)
+        return line
 
 
 class Watcher:
@@ -82,6 +103,15 @@ class Watcher:
                 return self.queue.popleft()
             return None
 
+    def get_batch(self, timeout, limit):
+        """Like get(), but every item already waiting (at most `limit`), in order; [] on
+        timeout/close."""
+        with self.cond:
+            if not self.queue and not self.closed:
+                self.cond.wait(timeout)
+            n = min(len(self.queue), limit)
+            return [self.queue.popleft() for _ in range(n)]
+
 
 class Store:
     def __init__(self, registry, history=1000):
@@ -127,7 +157,7 @@ class Store:
         for ev in events:
             for cb in list(self.subscribers):
                 try:
-                    cb(ev.type, ev.key, copy.deepcopy(ev.obj))
+                    cb(ev.type, ev.key, clone(ev.obj))
                 except Exception:  # a controller bug must not break the writer
                     import traceback
                     traceback.print_exc()
@@ -143,7 +173,7 @@ class Store:
             obj = self.objects[rtype.key].get((namespace if rtype.namespaced else None, name))
             if obj is None:
                 raise self._not_found(rtype, name)
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def list(self, rtype, namespace=None, label_reqs=(), field_reqs=(), limit=0, start_after=None):
         """Returns (items sorted by namespace/name, resourceVersion, continue key or None)."""
@@ -163,7 +193,7 @@ class Store:
                     continue
                 if limit and len(out) == limit:
                     return out, rv, last
-                out.append(copy.deepcopy(obj))
+                out.append(clone(obj))
                 last = (k[0] or "", k[1])
             return out, rv, None
 
@@ -178,7 +208,7 @@ class Store:
             if rv in (None, "", "0"):
                 for obj in sorted(self.objects[key].values(),
                                   key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"])):
-                    w.push(("ADDED", copy.deepcopy(obj)))
+                    w.push(("ADDED", clone(obj)))
             else:
                 try:
                     since = int(rv)
@@ -332,7 +362,7 @@ class Store:
     # ---- writes ----
 
     def create(self, rtype, namespace, obj, dry_run=False):
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
@@ -371,7 +401,7 @@ class Store:
             if rtype.generation:
                 meta["generation"] = 1
             if dry_run:
-                return copy.deepcopy(obj)
+                return clone(obj)
             if rtype.kind == "PersistentVolume":
                 obj["status"]["lastPhaseTransitionTime"] = meta["creationTimestamp"]
             self._commit(rtype, "ADDED", obj, None, events)
@@ -379,7 +409,7 @@ class Store:
                 self.registry.set_crd(obj)
             if rtype.kind == "Namespace":
                 self._default_service_account(meta["name"], events)
-            result = copy.deepcopy(obj)
+            result = clone(obj)
         self._notify(events)
         return result
 
@@ -387,7 +417,7 @@ class Store:
         """PUT semantics. Checks resourceVersion if the body carries one."""
         events = [] if _events is None else _events
         with self.lock:
-            result = self._update_locked(rtype, namespace, name, copy.deepcopy(obj), subresource, dry_run, events)
+            result = self._update_locked(rtype, namespace, name, clone(obj), subresource, dry_run, events)
         if _events is None:
             self._notify(events)
         return result
@@ -424,7 +454,7 @@ class Store:
             else:
                 meta.pop(f, None)
         if subresource == "status":
-            new = copy.deepcopy(old)
+            new = clone(old)
             if "status" in obj:
                 new["status"] = obj["status"]
             else:
@@ -433,7 +463,7 @@ class Store:
         else:
             if rtype.status:
                 if "status" in old:
-                    obj["status"] = copy.deepcopy(old["status"])
+                    obj["status"] = clone(old["status"])
                 else:
                     obj.pop("status", None)
             resources.apply_defaults(rtype, obj)
@@ -450,18 +480,18 @@ class Store:
                 obj["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
         obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if obj == old:
-            return copy.deepcopy(old)  # no-op updates do not bump resourceVersion
+            return clone(old)  # no-op updates do not bump resourceVersion
         if dry_run:
-            return copy.deepcopy(obj)
+            return clone(obj)
         if old["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers"):
             obj["metadata"].pop("finalizers", None)
             self._commit(rtype, "DELETED", obj, old, events)
             self._after_delete(rtype, obj, events)
-            return copy.deepcopy(obj)
-        self._commit(rtype, "MODIFIED", obj, copy.deepcopy(old), events)
+            return clone(obj)
+        self._commit(rtype, "MODIFIED", obj, old, events)
         if rtype.kind == "CustomResourceDefinition":
             self.registry.set_crd(obj)
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def patch(self, rtype, namespace, name, patch_type, body, subresource=None, dry_run=False):
         events = []
@@ -516,7 +546,7 @@ class Store:
             raise errors.conflict(rtype.plural, rtype.group, name,
                                   f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                                   f"ResourceVersion in object meta: {old['metadata']['resourceVersion']}")
-        obj = copy.deepcopy(old)
+        obj = clone(old)
         if propagation not in (None, "", "Background", "Foreground", "Orphan"):
             raise errors.invalid_error("DeleteOptions", "", "", [errors.not_supported(
                 "propagationPolicy", propagation, ["Foreground", "Background", "Orphan", "nil"])])
@@ -536,13 +566,13 @@ class Store:
                 obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
             if rtype.kind == "Namespace":
                 obj.setdefault("status", {})["phase"] = "Terminating"
-            self._commit(rtype, "MODIFIED", obj, copy.deepcopy(old), events)
+            self._commit(rtype, "MODIFIED", obj, old, events)
             if rtype.kind == "Namespace":
                 self._drain_namespace(name, events)
-            return copy.deepcopy(self.objects[rtype.key].get(key, obj))
+            return clone(self.objects[rtype.key].get(key, obj))
         self._commit(rtype, "DELETED", obj, old, events)
         self._after_delete(rtype, obj, events)
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def _after_delete(self, rtype, obj, events):
         meta = obj["metadata"]
@@ -550,7 +580,7 @@ class Store:
             for t in self.registry.all():
                 if t.crd is not None and t.crd["metadata"]["name"] == meta["name"]:
                     for o in list(self.objects[t.key].values()):
-                        o2 = copy.deepcopy(o)
+                        o2 = clone(o)
                         self._commit(t, "DELETED", o2, o, events)
             self.registry.remove_crd(meta["name"])
         ns = meta.get("namespace")
@@ -566,7 +596,7 @@ class Store:
                 continue
             for (ons, oname), o in list(self.objects[t.key].items()):
                 if ons == ns and not o["metadata"].get("deletionTimestamp"):
-                    obj = copy.deepcopy(o)
+                    obj = clone(o)
                     if obj["metadata"].get("finalizers"):
                         obj["metadata"]["deletionTimestamp"] = now_rfc3339()
                         obj["metadata"]["deletionGracePeriodSeconds"] = 0
@@ -582,7 +612,7 @@ class Store:
         nsobj = self.objects["namespaces"].get((None, ns))
         if nsobj is not None:
             nstype = self.registry.by_key("namespaces")
-            self._commit(nstype, "DELETED", copy.deepcopy(nsobj), nsobj, events)
+            self._commit(nstype, "DELETED", clone(nsobj), nsobj, events)
 
     # ---- bootstrap ----
 

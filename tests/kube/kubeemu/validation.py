@@ -4,11 +4,11 @@ touches. Each validator returns a list of errors.FieldError; the store turns a n
 into a 422 Invalid Status whose message matches the real one.
 """
 
-import copy
 import json
 import re
 
 from . import errors, quantity
+from .jsonutil import clone
 from .errors import forbidden, invalid, not_supported, required
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -232,8 +232,8 @@ def validate_pvc(obj, old):
     errs = pvc_spec(obj.get("spec") or {})
     if old is None:
         return errs
-    new_spec = copy.deepcopy(obj.get("spec") or {})
-    old_spec = copy.deepcopy(old.get("spec") or {})
+    new_spec = clone(obj.get("spec") or {})
+    old_spec = clone(old.get("spec") or {})
     # The PV controller sets volumeName once (binding).
     if not old_spec.get("volumeName"):
         old_spec["volumeName"] = new_spec.get("volumeName")
