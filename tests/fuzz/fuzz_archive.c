@@ -1,10 +1,13 @@
 /*
  * fuzz_archive.c - stored objects (zstd-compressed pax tar) are outside input: a repository
- * can hold anything. Each input goes through engine_verify, then engine_restore_dir into a
- * private temporary directory, with an expectation whose SHA-256 and size match the input
- * (so that the name checks, libarchive's reader and the extraction are all reached) and whose
- * counts cannot match (so that every restore ends in the failure path that removes staging).
- * Nothing may crash, leak, or be left behind.
+ * can hold anything. An input that starts with the zstd frame magic is taken as a stored
+ * object as it is (the zstd layer is fuzzed); any other input is taken as the tar inside one
+ * and compressed here first, so that mutations reach libarchive's reader and our name checks
+ * instead of mostly breaking zstd frames. The object goes through engine_verify, then
+ * engine_restore_dir into a private temporary directory, with an expectation whose SHA-256
+ * and size match the object (so that the name checks, libarchive's reader and the
+ * extraction are all reached) and whose counts cannot match (so that every restore ends in
+ * the failure path that removes staging). Nothing may crash, leak, or be left behind.
  */
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "engine.h"
 #include "fs_rmtree.h"
@@ -51,12 +55,45 @@ static void cleanup(void)
         close(pfd);
 }
 
+/* The input as a stored object: itself if it is a zstd frame, else compressed (malloc'ed). */
+static uint8_t *stored_object(const uint8_t *data, size_t size, size_t *ret_len)
+{
+    static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
+    static ZSTD_CCtx *cctx;
+    size_t cap = ZSTD_compressBound(size), n;
+    uint8_t *out;
+
+    if (size >= 4 && memcmp(data, magic, 4) == 0) {
+        out = malloc(size ? size : 1);
+        if (!out)
+            abort();
+        memcpy(out, data, size);
+        *ret_len = size;
+        return out;
+    }
+    if (!cctx) {
+        cctx = ZSTD_createCCtx();
+        if (!cctx || ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)))
+            abort();
+    }
+    out = malloc(cap);
+    if (!out)
+        abort();
+    n = ZSTD_compress2(cctx, out, cap, data, size);
+    if (ZSTD_isError(n))
+        abort();
+    *ret_len = n;
+    return out;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     unsigned char md[32];
     unsigned int mdlen = 0;
     char hex[ENGINE_SHA256_HEX], staging[128];
-    struct src s = {data, size, 0};
+    size_t len;
+    uint8_t *obj = stored_object(data, size, &len);
+    struct src s = {obj, len, 0};
     struct byte_source bs = {src_read, &s};
     ord_err e = {0};
 
@@ -67,12 +104,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         workfd = open(workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         atexit(cleanup);
     }
-    if (EVP_Digest(data, size, md, &mdlen, EVP_sha256(), NULL) != 1)
+    if (EVP_Digest(obj, len, md, &mdlen, EVP_sha256(), NULL) != 1)
         abort();
     for (unsigned i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
 
-    struct engine_expect x = {VOLUME_DIRECTORY, hex, size, UINT64_MAX - 1, UINT64_MAX};
+    struct engine_expect x = {VOLUME_DIRECTORY, hex, len, UINT64_MAX - 1, UINT64_MAX};
     (void)engine_verify(&bs, &x, &e);
 
     s.pos = 0;
@@ -81,5 +118,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* the counts cannot match */
     if (faccessat(workfd, "stage", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
         abort(); /* a failed restore must not leave staging behind */
+    free(obj);
     return 0;
 }
