@@ -381,6 +381,7 @@ class Installed(unittest.TestCase):
                 self.assertEqual(set(sc["capabilities"]["add"]), caps[name])
                 env = {e["name"]: e for e in c.get("env", [])}
                 self.assertEqual(env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName")
+                self.assertEqual(env["GNUTLS_NO_IMPLICIT_INIT"]["value"], "1")  # RSS, see the yaml
                 self.assertIn("--node-name=$(NODE_NAME)", c["args"])
                 root = [m for m in c["volumeMounts"] if m["mountPath"] == "/var/lib/ordinal"][0]
                 self.assertEqual(root["mountPropagation"], "HostToContainer")
