@@ -12,8 +12,8 @@ on that data, in one run:
   backup:  ordinal (the `ordinal-backup backup` command when it exists, else the engine driver
            build/tests/engine_bench)   vs   tar -cf - DIR | zstd -3 -T0 > file
   restore: ordinal restore (engine driver)   vs   zstd -dc file | tar -xf -
-           ordinal-backup restore (the command: checks every object first, extracts, syncfs,
-           swaps)   vs   the same and   vs   zstd -dc file | tar -xf - && sync
+           ordinal-backup restore (the command: extracts into staging, checking the object on
+           the way, syncfs, swaps)   vs   the same and   vs   zstd -dc file | tar -xf - && sync
 
 and prints wall-time ratios, the stored-size ratio and peak RSS (getrusage of each child).
 Targets: backup <= 0.8x, stored <= 1.02x, RSS <= 64 MiB; restore <= 1.0x. For the backups the
