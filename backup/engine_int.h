@@ -118,6 +118,10 @@ int engine_archive_open_read(struct archive *a, struct zsource *z);
  */
 int engine_archive_err(struct archive *a, const ord_err *inner, ord_err *e, const char *what);
 
+/* Opens the parent directory of path (engine_swap.c); *ret_base points into path at its last
+ * component, which must be a plain name. */
+int engine_open_parent(const char *path, int *ret_fd, const char **ret_base, ord_err *e);
+
 /*
  * Test seam: when set, called after each read of a small file and before its fstat, with
  * the attempt number (1..). Unit tests use it to change a file at a precise moment. NULL in

@@ -646,35 +646,6 @@ static int restore_entries(struct rs *s, const struct engine_expect *x, ord_err 
     }
 }
 
-/* Splits path into its parent (opened) and its last component (validated). */
-static int open_parent(const char *path, int *ret_fd, const char **ret_base, ord_err *e)
-{
-    _cleanup_free_ char *dir = NULL;
-    const char *slash, *base;
-    int fd;
-
-    if (!path || !*path)
-        return err_set(e, -EINVAL, "empty path");
-    slash = strrchr(path, '/');
-    base = slash ? slash + 1 : path;
-    if (!*base || streq(base, ".") || streq(base, ".."))
-        return err_set(e, -EINVAL, "'%s' must end in a plain name", path);
-    if (slash == path)
-        dir = strdup("/");
-    else if (slash)
-        dir = strndup(path, (size_t)(slash - path));
-    else
-        dir = strdup(".");
-    if (!dir)
-        return -ENOMEM;
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return err_set_errno(e, -errno, "cannot open directory '%s'", dir);
-    *ret_fd = fd;
-    *ret_base = base;
-    return 0;
-}
-
 int engine_restore_dir(const struct byte_source *source, const struct engine_expect *expect,
                        const char *staging_path, ord_err *e)
 {
@@ -685,7 +656,7 @@ int engine_restore_dir(const struct byte_source *source, const struct engine_exp
 
     if (expect->kind != VOLUME_DIRECTORY)
         return err_set(e, -EINVAL, "not a directory volume");
-    ret = open_parent(staging_path, &pfd, &s.base, e);
+    ret = engine_open_parent(staging_path, &pfd, &s.base, e);
     if (ret < 0)
         return ret;
     if (mkdirat(pfd, s.base, 0700) < 0)

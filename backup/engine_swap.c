@@ -20,8 +20,8 @@
 #include "engine_int.h"
 #include "fs_rmtree.h"
 
-/* Opens the parent of path; *ret_base points into path at the last component. */
-static int parent_of(const char *path, int *ret_fd, const char **ret_base, ord_err *e)
+/* Opens the parent of path; *ret_base points into path at its last component, a plain name. */
+int engine_open_parent(const char *path, int *ret_fd, const char **ret_base, ord_err *e)
 {
     _cleanup_free_ char *dir = NULL;
     const char *slash, *base;
@@ -35,7 +35,7 @@ static int parent_of(const char *path, int *ret_fd, const char **ret_base, ord_e
         return err_set(e, -EINVAL, "'%s' must end in a plain name", path);
     dir = slash == path ? strdup("/") : slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
     if (!dir)
-        return -ENOMEM;
+        return err_set(e, -ENOMEM, "out of memory");
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return err_set_errno(e, -errno, "cannot open directory '%s'", dir);
@@ -61,10 +61,10 @@ int engine_swap(const char *live_path, const char *staging_path, ord_err *e)
     struct stat a, b;
     int r;
 
-    r = parent_of(live_path, &lfd, &lbase, e);
+    r = engine_open_parent(live_path, &lfd, &lbase, e);
     if (r < 0)
         return r;
-    r = parent_of(staging_path, &sfd, &sbase, e);
+    r = engine_open_parent(staging_path, &sfd, &sbase, e);
     if (r < 0)
         return r;
     if (fstat(lfd, &a) < 0 || fstat(sfd, &b) < 0)
