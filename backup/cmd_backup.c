@@ -116,7 +116,6 @@ static int run_backup(const struct backup_args *a, const struct sts_ref *sts, or
     _cleanup_free_ struct layout_volume **sel = NULL;
     _cleanup_free_ struct backup_volume *vols = NULL;
     _cleanup_free_ int32_t *ords = NULL;
-    _cleanup_free_ char *text = NULL;
     struct layout l = {0};
     struct backup_manifest b = {0};
     struct compress_opts copts = {.level = (int)a->level, .threads = (int)a->threads};
@@ -174,13 +173,8 @@ static int run_backup(const struct backup_args *a, const struct sts_ref *sts, or
         }
         if (n_ords == 0 || ords[n_ords - 1] != sel[i]->ordinal)
             ords[n_ords++] = sel[i]->ordinal;
-        b.bytes_in += vols[i].bytes_in;
-        b.bytes_stored += vols[i].bytes_stored;
-        b.files += vols[i].files;
     }
 
-    snprintf(b.id, sizeof(b.id), "%s", id);
-    time_format_rfc3339((time_t)started, b.time, sizeof(b.time));
     b.sts = *sts;
     snprintf(b.order, sizeof(b.order), "%s", a->order);
     snprintf(b.node, sizeof(b.node), "%s", node);
@@ -188,22 +182,9 @@ static int run_backup(const struct backup_args *a, const struct sts_ref *sts, or
     b.n_ordinals = n_ords;
     b.volumes = vols;
     b.n_volumes = n;
-    b.started_at = started;
-    b.finished_at = cli_now();
-    b.seconds = cli_monotonic() - t0;
-    snprintf(b.tool_version, sizeof(b.tool_version), "%s", ORDINAL_VERSION);
-    snprintf(b.status, sizeof(b.status), "complete");
-    r = backup_manifest_format(&b, &text);
-    if (r < 0) {
-        err_set(e, r, "out of memory");
+    r = volop_commit_backup(repo, &b, id, started, t0, e);
+    if (r < 0)
         goto fail;
-    }
-    repo_key_backup_json(key, sizeof(key), sts->ns, sts->name, id);
-    r = repo_put_small(repo, key, text, strlen(text), e);
-    if (r < 0) {
-        err_wrap(e, r, "writing backup.json");
-        goto fail;
-    }
 
     if (a->json)
         r = cli_print_volumes_json(id, sts, a->order, vols, n);

@@ -39,6 +39,7 @@
 #include "repo.h"
 #include "repo_s3.h"
 #include "version.h"
+#include "volume_op.h"
 
 static const char *const orders[] = {"reverse", "ordinal", NULL};
 
@@ -267,7 +268,6 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     _cleanup_(lock_releasep) struct repo_lock *lock = NULL;
     _cleanup_free_ struct backup_volume *vols = NULL;
     _cleanup_free_ int32_t *ords = NULL;
-    _cleanup_free_ char *text = NULL;
     struct catalog cat = {0};
     struct backup_manifest b = {0};
     struct id_ctx ic;
@@ -326,13 +326,8 @@ static int run_backup_cluster(struct run *run, ord_err *e)
         if (n_ords == 0 || ords[n_ords - 1] != v->ordinal)
             ords[n_ords++] = v->ordinal;
         one_node = one_node && streq(v->node, run->v[0].node);
-        b.bytes_in += vols[i].bytes_in;
-        b.bytes_stored += vols[i].bytes_stored;
-        b.files += vols[i].files;
     }
 
-    snprintf(b.id, sizeof(b.id), "%s", id);
-    time_format_rfc3339((time_t)started, b.time, sizeof(b.time));
     b.sts = run->sts;
     snprintf(b.order, sizeof(b.order), "%s", a->order);
     /* Each volume's manifest names its node; backup.json names one only when there is one. */
@@ -341,22 +336,9 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     b.n_ordinals = n_ords;
     b.volumes = vols;
     b.n_volumes = run->n;
-    b.started_at = started;
-    b.finished_at = cli_now();
-    b.seconds = cli_monotonic() - t0;
-    snprintf(b.tool_version, sizeof(b.tool_version), "%s", ORDINAL_VERSION);
-    snprintf(b.status, sizeof(b.status), "complete");
-    r = backup_manifest_format(&b, &text);
-    if (r < 0) {
-        err_set(e, r, "out of memory");
+    r = volop_commit_backup(repo, &b, id, started, t0, e);
+    if (r < 0)
         goto fail;
-    }
-    repo_key_backup_json(key, sizeof(key), run->sts.ns, run->sts.name, id);
-    r = repo_put_small(repo, key, text, strlen(text), e);
-    if (r < 0) {
-        err_wrap(e, r, "writing backup.json");
-        goto fail;
-    }
     lock_release(TAKE_PTR(lock));
     cluster_progress("run", "backup %s of %s/%s is complete", id, run->sts.ns, run->sts.name);
 

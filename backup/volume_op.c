@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "id.h"
 #include "volume_op.h"
 #include "version.h"
 
@@ -124,6 +125,36 @@ struct engine_expect volop_expect(const struct volume_manifest *m)
         .bytes_in = m->bytes_in,
         .files = m->files,
     };
+}
+
+int volop_commit_backup(struct repo *repo, struct backup_manifest *b, const char *id,
+                        double started, double t0, ord_err *e)
+{
+    _cleanup_free_ char *text = NULL;
+    char key[REPO_KEY_MAX + 1];
+    int r;
+
+    snprintf(b->id, sizeof(b->id), "%s", id);
+    time_format_rfc3339((time_t)started, b->time, sizeof(b->time));
+    b->bytes_in = b->bytes_stored = b->files = 0;
+    for (size_t i = 0; i < b->n_volumes; i++) {
+        b->bytes_in += b->volumes[i].bytes_in;
+        b->bytes_stored += b->volumes[i].bytes_stored;
+        b->files += b->volumes[i].files;
+    }
+    b->started_at = started;
+    b->finished_at = cli_now();
+    b->seconds = cli_monotonic() - t0;
+    snprintf(b->tool_version, sizeof(b->tool_version), "%s", ORDINAL_VERSION);
+    snprintf(b->status, sizeof(b->status), "complete");
+    r = backup_manifest_format(b, &text);
+    if (r < 0)
+        return err_set(e, r, "out of memory");
+    repo_key_backup_json(key, sizeof(key), b->sts.ns, b->sts.name, id);
+    r = repo_put_small(repo, key, text, strlen(text), e);
+    if (r < 0)
+        return err_wrap(e, r, "writing backup.json");
+    return 0;
 }
 
 int volop_verify_object(struct repo *repo, const struct backup_manifest *b,

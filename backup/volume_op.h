@@ -38,6 +38,15 @@ int volop_backup(struct repo *repo, const struct sts_ref *sts, const char *id,
                  engine_progress_fn progress, void *progress_ctx, struct backup_volume *ret,
                  ord_err *e);
 
+/*
+ * Completes backup b and writes its backup.json, last: the caller has set sts, order, node,
+ * ordinals and volumes; this fills id, time, totals, times, tool version and status.
+ * started is the wall-clock start (cli_now()), t0 the monotonic one (cli_monotonic()).
+ * Returns 0 or a negative errno.
+ */
+int volop_commit_backup(struct repo *repo, struct backup_manifest *b, const char *id,
+                        double started, double t0, ord_err *e);
+
 /* What a restore or verify checks an object against, from its manifest. */
 struct engine_expect volop_expect(const struct volume_manifest *m);
 
