@@ -522,24 +522,37 @@ static int put_single(struct s3_writer *w, ord_err *e)
     return r;
 }
 
-static int xml_escape_append(char **buf, size_t *len, size_t *cap, const char *s)
+/* A request document built in memory: tags written raw, text escaped. */
+struct xml_doc {
+    char *p;
+    size_t len, cap;
+    bool oom; /* sticky: checked once when the document is done */
+};
+
+static void xml_put(struct xml_doc *d, const char *s, bool escape)
 {
-    for (; *s; s++) {
-        const char *rep = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : NULL;
+    for (; *s && !d->oom; s++) {
+        const char *rep = !escape      ? NULL
+                          : *s == '&' ? "&amp;"
+                          : *s == '<' ? "&lt;"
+                          : *s == '>' ? "&gt;"
+                                      : NULL;
         size_t n = rep ? strlen(rep) : 1;
-        if (*len + n + 1 > *cap) {
-            size_t want = MAX(*cap * 2, *len + n + 1);
-            char *p = realloc(*buf, want);
-            if (!p)
-                return -ENOMEM;
-            *buf = p;
-            *cap = want;
+
+        if (d->len + n + 1 > d->cap) {
+            size_t want = MAX(d->cap * 2, d->len + n + 256);
+            char *p = realloc(d->p, want);
+            if (!p) {
+                d->oom = true;
+                return;
+            }
+            d->p = p;
+            d->cap = want;
         }
-        memcpy(*buf + *len, rep ? rep : s, n);
-        *len += n;
-        (*buf)[*len] = '\0';
+        memcpy(d->p + d->len, rep ? rep : s, n);
+        d->len += n;
+        d->p[d->len] = '\0';
     }
-    return 0;
 }
 
 /* The size of the object at full key, or UINT64_MAX when it cannot be learnt. */
@@ -558,53 +571,28 @@ static uint64_t object_size(struct s3_repo *sr, const char *full)
 static int complete_upload(struct s3_writer *w, ord_err *e)
 {
     struct s3_repo *sr = w->repo;
+    struct xml_doc d = {0};
     _cleanup_free_ char *body = NULL;
-    size_t len = 0, cap = 0;
+    size_t len;
     char what[S3_KEY_MAX + 128], num[16];
     int r;
 
     /* The document: tags written raw, part numbers and ETags escaped. */
-    const char *open =
-        "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">";
-    body = malloc(strlen(open) + 1);
-    if (!body)
-        return err_set(e, -ENOMEM, "out of memory");
-    memcpy(body, open, strlen(open) + 1);
-    cap = strlen(open) + 1;
-    len = strlen(open);
+    xml_put(&d, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+            false);
     for (unsigned i = 0; i < w->parts; i++) {
-        static const char *const raw[] = {"<Part><PartNumber>", "</PartNumber><ETag>",
-                                          "</ETag></Part>"};
         snprintf(num, sizeof(num), "%u", i + 1);
-        for (int k = 0; k < 3; k++) {
-            size_t n = strlen(raw[k]);
-            if (len + n + 1 > cap) {
-                size_t want = MAX(cap * 2, len + n + 1);
-                char *p = realloc(body, want);
-                if (!p)
-                    return err_set(e, -ENOMEM, "out of memory");
-                body = p;
-                cap = want;
-            }
-            memcpy(body + len, raw[k], n + 1);
-            len += n;
-            if (k < 2 && xml_escape_append(&body, &len, &cap, k == 0 ? num : w->etags[i]) < 0)
-                return err_set(e, -ENOMEM, "out of memory");
-        }
+        xml_put(&d, "<Part><PartNumber>", false);
+        xml_put(&d, num, true);
+        xml_put(&d, "</PartNumber><ETag>", false);
+        xml_put(&d, w->etags[i], true);
+        xml_put(&d, "</ETag></Part>", false);
     }
-    {
-        const char *end = "</CompleteMultipartUpload>";
-        size_t n = strlen(end);
-        if (len + n + 1 > cap) {
-            char *p = realloc(body, len + n + 1);
-            if (!p)
-                return err_set(e, -ENOMEM, "out of memory");
-            body = p;
-            cap = len + n + 1;
-        }
-        memcpy(body + len, end, n + 1);
-        len += n;
-    }
+    xml_put(&d, "</CompleteMultipartUpload>", false);
+    body = d.p;
+    if (d.oom)
+        return err_set(e, -ENOMEM, "out of memory");
+    len = d.len;
 
     const struct s3_query_param q[] = {{"uploadId", w->upload_id}};
     struct s3_req req = {
@@ -1025,49 +1013,25 @@ static void batch_clear(struct batch *b)
 static int delete_multi(struct batch *b, ord_err *e)
 {
     struct s3_repo *sr = b->sr;
+    struct xml_doc d = {0};
     _cleanup_free_ char *body = NULL;
-    size_t len = 0, cap = 0;
+    size_t len;
     struct s3_resp resp = {0};
     char md5[25], what[S3_KEY_MAX + 128];
     int r;
 
-    static const char *const head =
-        "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>";
-    cap = strlen(head) + 1;
-    body = malloc(cap);
-    if (!body)
-        return err_set(e, -ENOMEM, "out of memory");
-    memcpy(body, head, cap);
-    len = cap - 1;
+    xml_put(&d, "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>",
+            false);
     for (size_t i = 0; i < b->n; i++) {
-        static const char *const raw[] = {"<Object><Key>", "</Key></Object>"};
-        for (int k = 0; k < 2; k++) {
-            size_t n = strlen(raw[k]);
-            if (len + n + 1 > cap) {
-                size_t want = MAX(cap * 2, len + n + 1);
-                char *p = realloc(body, want);
-                if (!p)
-                    return err_set(e, -ENOMEM, "out of memory");
-                body = p;
-                cap = want;
-            }
-            memcpy(body + len, raw[k], n + 1);
-            len += n;
-            if (k == 0 && xml_escape_append(&body, &len, &cap, b->keys[i]) < 0)
-                return err_set(e, -ENOMEM, "out of memory");
-        }
+        xml_put(&d, "<Object><Key>", false);
+        xml_put(&d, b->keys[i], true);
+        xml_put(&d, "</Key></Object>", false);
     }
-    if (xml_escape_append(&body, &len, &cap, "") < 0)
+    xml_put(&d, "</Delete>", false);
+    body = d.p;
+    if (d.oom)
         return err_set(e, -ENOMEM, "out of memory");
-    {
-        const char *end = "</Delete>";
-        char *p = realloc(body, len + strlen(end) + 1);
-        if (!p)
-            return err_set(e, -ENOMEM, "out of memory");
-        body = p;
-        memcpy(body + len, end, strlen(end) + 1);
-        len += strlen(end);
-    }
+    len = d.len;
     s3_md5_base64(body, len, md5);
     const struct s3_query_param q[] = {{"delete", ""}};
     struct s3_req req = {.method = "POST",
