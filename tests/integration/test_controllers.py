@@ -222,18 +222,66 @@ class ControllersTest(unittest.TestCase):
         self.assertIn("create Claim data-web-2 Pod web-2 in StatefulSet web success", events)
         self.assertIn("Successfully assigned", events)
 
-    def test_selected_node_removed_picks_another_node(self):
+    def test_selected_node_removed_is_scored_afresh(self):
+        """The real VolumeBinding plugin keeps no memory of the node where provisioning failed
+        (volumebinding binder checkBindings: "provisioning failed for PVC"; the pod is
+        forgotten, backed off and scored afresh): node-a, which carries fewer pods, is selected
+        again after the provisioner gives up there. The old emulator avoided it."""
         ns = self.namespace()
+        for i in range(2):
+            EMU.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"filler-{i}"},
+                "spec": {"nodeName": "node-b",
+                         "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}]}}))
         EMU.kubectl("apply", "-n", ns, "-f", "-", input=statefulset_yaml("db", 1))
         first = wait_for(lambda: annotations(ns, "data-db-0").get(ANN_SELECTED_NODE), timeout=20,
                          what="selected node")
+        self.assertEqual(first, "node-a", "the less loaded node")
         # What a provisioner does when it cannot provision there (rescheduleProvisioning).
         EMU.kubectl("annotate", "-n", ns, "pvc", "data-db-0", f"{ANN_SELECTED_NODE}-")
-        second = wait_for(lambda: annotations(ns, "data-db-0").get(ANN_SELECTED_NODE), timeout=20,
+        second = wait_for(lambda: annotations(ns, "data-db-0").get(ANN_SELECTED_NODE), timeout=30,
                           what="a new selected node")
-        self.assertNotEqual(first, second)
+        self.assertEqual(second, "node-a", "no memory of the failed node")
+        events = EMU.kubectl("get", "events", "-n", ns,
+                             "--field-selector", "involvedObject.name=db-0").stdout
+        self.assertIn('binding volumes: provisioning failed for PVC "data-db-0"', events)
         provision_until_ready(ns, "db", 1)
-        self.assertEqual(pods(ns)["db-0"]["spec"]["nodeName"], second)
+        self.assertEqual(pods(ns)["db-0"]["spec"]["nodeName"], "node-a")
+
+    def test_prebound_pv_must_satisfy_the_claim(self):
+        """findByClaim / FindMatchingVolume: a PV pre-bound to a claim (claimRef by name) is
+        bound only if its capacity covers the request and its access modes include the
+        claim's; otherwise the claim stays Pending ("no persistent volumes available ...")."""
+        ns = self.namespace()
+
+        def pv(name, claim, size, modes):
+            return json.dumps({
+                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{ns}-{name}"},
+                "spec": {"capacity": {"storage": size}, "accessModes": modes,
+                         "storageClassName": "", "hostPath": {"path": f"/srv/{ns}/{name}"},
+                         "claimRef": {"namespace": ns, "name": claim}}})
+
+        def claim(name, size, modes):
+            return json.dumps({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+                "spec": {"accessModes": modes, "storageClassName": "",
+                         "resources": {"requests": {"storage": size}}}})
+
+        for name, size, want, have, want_modes in (
+                ("small", "1Gi", "2Gi", ["ReadWriteOnce"], ["ReadWriteOnce"]),
+                ("modes", "5Gi", "1Gi", ["ReadWriteOnce"], ["ReadWriteOnce", "ReadOnlyMany"]),
+                ("fits", "2Gi", "1Gi", ["ReadWriteOnce", "ReadOnlyMany"], ["ReadWriteOnce"])):
+            EMU.kubectl("apply", "-f", "-", input=pv(name, name, size, have))
+            EMU.kubectl("apply", "-n", ns, "-f", "-", input=claim(name, want, want_modes))
+        EMU.kubectl("wait", "-n", ns, "--for=jsonpath={.status.phase}=Bound", "pvc/fits",
+                    "--timeout=20s")
+        for name in ("small", "modes"):
+            wait_for(lambda: "no persistent volumes available for this claim" in EMU.kubectl(
+                "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}").stdout,
+                timeout=20, what=f"FailedBinding for {name}")
+            self.assertEqual(claims(ns)[name]["status"]["phase"], "Pending", name)
+            self.assertEqual(kubectl_json("get", "pv", f"{ns}-{name}")["status"]["phase"],
+                             "Available", name)
 
     def _scale_3_5_2(self, when_scaled):
         ns = self.namespace()

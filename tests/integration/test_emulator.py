@@ -381,6 +381,103 @@ class KubectlAgainstEmulator(unittest.TestCase):
         err = self.fails("get", "pods", "--field-selector", "spec.image=x")
         self.assertIn("field label not supported: spec.image", err)
 
+    # ---- validation the real server does (issue 18, item 3) ----
+
+    def test_node_affinity_requirements_are_validated(self):
+        """ValidateNodeSelectorRequirement: In/NotIn need values, Exists takes none, and the
+        operator must be one of In, NotIn, Exists, DoesNotExist, Gt, Lt."""
+        def pv(name, expr):
+            return json.dumps({
+                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                         "local": {"path": "/mnt/x"},
+                         "nodeAffinity": {"required": {"nodeSelectorTerms": [
+                             {"matchExpressions": [expr]}]}}}})
+        path = "spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0]"
+        err = self.fails("create", "-f", "-", input=pv("aff-novalues", {
+            "key": "kubernetes.io/hostname", "operator": "In"}))
+        self.assertIn(f"{path}.values: Required value: must be specified when `operator` is "
+                      f"'In' or 'NotIn'", err)
+        err = self.fails("create", "-f", "-", input=pv("aff-op", {
+            "key": "kubernetes.io/hostname", "operator": "Equals", "values": ["node-a"]}))
+        self.assertIn(f'{path}.operator: Invalid value: "Equals": not a valid selector operator', err)
+        err = self.fails("create", "-f", "-", input=pv("aff-exists", {
+            "key": "kubernetes.io/hostname", "operator": "Exists", "values": ["node-a"]}))
+        self.assertIn(f"{path}.values: Forbidden: may not be specified when `operator` is "
+                      f"'Exists' or 'DoesNotExist'", err)
+        self.kubectl("create", "-f", "-", input=pv("aff-ok", {
+            "key": "kubernetes.io/hostname", "operator": "In", "values": ["node-a"]}))
+
+    def test_owner_references_are_validated(self):
+        """ValidateOwnerReferences: uid required, at most one controller."""
+        def cm(name, refs):
+            return json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": name, "ownerReferences": refs}})
+        ref = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u-1"}
+        err = self.fails("create", "-f", "-", input=cm("own-nouid", [dict(ref, uid="")]))
+        self.assertIn('metadata.ownerReferences.uid: Invalid value: "": must not be empty', err)
+        err = self.fails("create", "-f", "-", input=cm("own-two", [
+            dict(ref, controller=True), dict(ref, name="db", uid="u-2", controller=True)]))
+        self.assertIn('Only one reference can have Controller set to true. Found "true" in '
+                      'references for StatefulSet/web and StatefulSet/db', err)
+        self.kubectl("create", "-f", "-", input=cm("own-ok", [dict(ref, controller=True)]))
+
+    def test_event_namespace_rules(self):
+        """legacyValidateEvent: an Event about a cluster-scoped object lives in "default" (or,
+        with eventTime, "kube-system"); with eventTime the reporting fields are required."""
+        def event(name, ns, **extra):
+            return json.dumps(dict({
+                "apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": ns},
+                "involvedObject": {"kind": "Node", "name": "node-a", "apiVersion": "v1"},
+                "reason": "Test", "message": "m", "type": "Normal"}, **extra))
+        err = self.fails("create", "-f", "-", input=event("ev-ns", "kube-public"))
+        self.assertIn('involvedObject.namespace: Invalid value: "": does not match event.namespace', err)
+        self.kubectl("create", "-f", "-", input=event("ev-default", "default"))
+        err = self.fails("create", "-f", "-", input=event(
+            "ev-time", "kube-system", eventTime="2026-12-04T10:00:00.000000Z"))
+        self.assertIn("reportingComponent: Required value", err)
+        self.assertIn("action: Required value", err)
+        self.kubectl("create", "-f", "-", input=event(
+            "ev-time-ok", "kube-system", eventTime="2026-12-04T10:00:00.000000Z",
+            reportingComponent="ordinal.dev/test", reportingInstance="node-a", action="Testing"))
+
+    def test_storage_class_provisioner_name_format(self):
+        """validateProvisioner: a qualified name."""
+        err = self.fails("create", "-f", "-", input=STORAGECLASS.replace(
+            "name: local", "name: badprov").replace("ordinal.dev/local", "'my provisioner'"))
+        self.assertIn('provisioner: Invalid value: "my provisioner"', err)
+
+    def test_field_selectors_of_claims_and_volumes(self):
+        """PersistentVolume(Claim)ToSelectableFields: metadata fields and "name" only."""
+        self.create_pvc("fsel")
+        for kind in ("pvc", "pv"):
+            err = self.fails("get", kind, "--field-selector", "status.phase=Bound")
+            self.assertIn("field label not supported: status.phase", err)
+        out = self.kubectl("get", "pvc", "--field-selector", "name=fsel", "-o", "name").stdout
+        self.assertEqual(out.split(), ["persistentvolumeclaim/fsel"])
+        err = self.fails("get", "pv", "--field-selector", "metadata.namespace=default")
+        self.assertIn("field label not supported: metadata.namespace", err)
+
+    def test_label_selector_syntax(self):
+        """labels.Parse: a trailing comma and a space inside a value set are refused; no space
+        is needed before '('."""
+        self.create_pvc("lsel", app="lsel")
+        err = self.fails("get", "pvc", "-l", "app=lsel,")
+        self.assertIn("found '', expected: identifier after ','", err)
+        err = self.fails("get", "pvc", "-l", "app in (ls el)")
+        self.assertIn("unable to parse requirement: found 'el', expected: ',' or ')'", err)
+        out = self.kubectl("get", "pvc", "-l", "app in(lsel)", "-o", "name").stdout
+        self.assertEqual(out.split(), ["persistentvolumeclaim/lsel"])
+
+    def test_generate_name_is_truncated(self):
+        """names.SimpleNameGenerator: the prefix is cut to 58 characters before the 5-character
+        suffix, so a long generateName still gives a valid 63-character name."""
+        prefix = "g" * 70
+        out = self.kubectl("create", "-f", "-", "-o", "jsonpath={.metadata.name}", input=json.dumps(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": prefix}})).stdout
+        self.assertEqual(len(out), 63, out)
+        self.assertTrue(out.startswith("g" * 58) and not out.startswith("g" * 59), out)
+
     # ---- events and describe ----
 
     def test_describe_pvc_shows_its_events(self):
@@ -626,6 +723,67 @@ class ApiSemantics(unittest.TestCase):
         finally:
             resp.close()
 
+    def test_resource_version_match(self):
+        """ValidateListOptions and the list paths of the storage: a match without a version is
+        422, Exact lists the state at that version (410 once compacted), NotOlderThan ahead of
+        the server is 504 with Retry-After."""
+        api, cms = self.emu.api, "/api/v1/namespaces/default/configmaps"
+        status, body = api("GET", f"{cms}?resourceVersionMatch=NotOlderThan")
+        self.assertEqual((status, body["reason"]), (422, "Invalid"), body)
+        self.assertIn("resourceVersionMatch is forbidden unless resourceVersion is provided",
+                      body["message"])
+        status, body = api("GET", f"{cms}?resourceVersionMatch=Exact&resourceVersion=0")
+        self.assertEqual(status, 422, body)
+        self.assertEqual(api("POST", cms, {"metadata": {"name": "rvm", "labels": {"rvm": "1"}}})[0], 201)
+        _, before = api("GET", f"{cms}?labelSelector=rvm")
+        api("DELETE", f"{cms}/rvm")
+        rv = before["metadata"]["resourceVersion"]
+        status, body = api("GET", f"{cms}?labelSelector=rvm&resourceVersion={rv}&resourceVersionMatch=Exact")
+        self.assertEqual(status, 200, body)
+        self.assertEqual([o["metadata"]["name"] for o in body["items"]], ["rvm"])
+        self.assertEqual(body["metadata"]["resourceVersion"], rv)
+        status, body = api("GET", f"{cms}?labelSelector=rvm&resourceVersion={rv}&resourceVersionMatch=NotOlderThan")
+        self.assertEqual((status, body["items"]), (200, []))
+        ahead = int(self.emu.api("GET", cms)[1]["metadata"]["resourceVersion"]) + 1000
+        status, body = api("GET", f"{cms}?resourceVersion={ahead}&resourceVersionMatch=NotOlderThan")
+        self.assertEqual((status, body["reason"]), (504, "Timeout"), body)
+        self.assertIn(f"Too large resource version: {ahead}", body["message"])
+        api("POST", "/emulator/v1/compact")
+        status, body = api("GET", f"{cms}?resourceVersion={rv}&resourceVersionMatch=Exact")
+        self.assertEqual((status, body["reason"]), (410, "Expired"), body)
+        self.assertEqual(body["message"], "The resourceVersion for the provided list is too old.")
+
+    def _quiet_watch_events(self, emu, seconds):
+        """Every event of a bookmark-asking watch on a resource nobody writes, until the
+        server ends it after `seconds`."""
+        _, lst = emu.api("GET", "/api/v1/namespaces/default/serviceaccounts")
+        rv = lst["metadata"]["resourceVersion"]
+        resp, events = emu.watch(f"/api/v1/namespaces/default/secrets?watch=true&resourceVersion={rv}"
+                                 f"&allowWatchBookmarks=true&timeoutSeconds={seconds}",
+                                 timeout=seconds + 30)
+        try:
+            return list(events)
+        finally:
+            resp.close()
+
+    def test_bookmarks_at_the_watch_cache_cadence(self):
+        """cacheWatcher.nextBookmarkTime: one bookmark a minute, and one 2 s before the
+        watch's deadline. A 6 s watch with nothing happening gets exactly that last one (the
+        old emulator sent one every second)."""
+        events = self._quiet_watch_events(self.emu, 6)
+        self.assertEqual([e["type"] for e in events], ["BOOKMARK"], events)
+        self.assertEqual(events[0]["object"]["kind"], "Secret")
+
+    def test_faster_bookmarks_on_request(self):
+        """--bookmark-interval 1: the explicit option for tests that need frequent ones."""
+        emu = Emulator(extra_args=["--bookmark-interval", "1"])
+        try:
+            events = self._quiet_watch_events(emu, 6)
+        finally:
+            emu.stop()
+        self.assertGreaterEqual(len(events), 2, events)
+        self.assertEqual({e["type"] for e in events}, {"BOOKMARK"})
+
     def test_watch_from_outside_history_is_gone(self):
         api = self.emu.api
         _, lst = api("GET", "/api/v1/namespaces/default/configmaps")
@@ -771,7 +929,10 @@ class InProcessApi(unittest.TestCase):
         cur["status"] = {"phase": "Bound"}
         self.assertEqual(api.update("persistentvolumeclaims", "default", cur, subresource="status")["status"]["phase"], "Bound")
         self.assertEqual(api.list("persistentvolumeclaims", "default", label_selector="a=b",
-                                  field_selector="status.phase=Bound")[0]["metadata"]["name"], "c1")
+                                  field_selector="metadata.name=c1")[0]["status"]["phase"], "Bound")
+        with self.assertRaises(api.ApiError) as ctx:  # not a selectable field of claims
+            api.list("persistentvolumeclaims", "default", field_selector="status.phase=Bound")
+        self.assertEqual(ctx.exception.code, 400)
         api.patch("persistentvolumeclaims", "default", "c1", {"metadata": {"finalizers": ["x.io/y"]}})
         held = api.delete("persistentvolumeclaims", "default", "c1")
         self.assertIn("deletionTimestamp", held["metadata"])

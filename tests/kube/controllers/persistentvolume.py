@@ -190,20 +190,26 @@ class PersistentVolumeController(Controller):
         return self.store.get(SC, None, name) if name else None
 
     def find_best_match(self, claim, delay_binding):
-        """persistentVolumeOrderedIndex.findBestMatchForClaim without a node: a PV pre-bound to
-        the claim wins; otherwise (not for delayed binding, the scheduler binds those) the
-        smallest Available unclaimed PV of the claim's class that satisfies it."""
+        """persistentVolumeOrderedIndex.findByClaim (index.go) + FindMatchingVolume
+        (component-helpers/storage/volume/pv_helpers.go) without a node. findByClaim only looks
+        at PVs whose access modes include all of the claim's (the "accessmodes" index and
+        allPossibleMatchingAccessModes); FindMatchingVolume then skips PVs smaller than the
+        request, of another volumeMode, or being deleted - a pre-bound PV included. So a PV
+        pre-bound to the claim wins only if it satisfies it; one that does not leaves the claim
+        Pending (no event: the real controller just finds no match). Otherwise (not for
+        delayed binding, the scheduler binds those) the smallest Available unclaimed PV of the
+        claim's class that satisfies it."""
         key = f"{o.namespace_of(claim)}/{o.name_of(claim)}"
+        want = o.claim_request(claim)
         for pv in self.store.by_index(PV, "claimref", key):
-            if o.is_deleting(pv):
+            if o.is_deleting(pv) or not _access_modes_ok(claim, pv):
+                continue
+            if o.pv_capacity(pv) < want or _volume_mode(pv) != _volume_mode(claim):
                 continue
             if is_volume_bound_to_claim(pv, claim):
-                if _volume_mode(pv) != _volume_mode(claim):
-                    continue
                 return pv
         if delay_binding:
             return None
-        want = o.claim_request(claim)
         selector = (claim.get("spec") or {}).get("selector")
         best = None
         for pv in self.store.by_index(PV, "unbound-class", o.claim_class(claim)):

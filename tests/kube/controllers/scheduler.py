@@ -18,12 +18,18 @@ For each pod without spec.nodeName (schedulerName default-scheduler):
 - the pod is bound (spec.nodeName, condition PodScheduled) only once all its claims are Bound,
   like BindPodVolumes, which waits for the PV controller and the provisioner;
 - when a provisioner removes selected-node from an unbound claim (provisioning failed there),
-  the node is remembered for that claim and the next choice prefers another node.
+  the binding cycle fails as in volumebinding's BindPodVolumes/checkBindings ("selectedNode
+  annotation reset for PVC"): the assumed pod is forgotten (it no longer counts on that node)
+  and the pod goes to the backoff queue (scheduler defaults podInitialBackoffSeconds 1,
+  podMaxBackoffSeconds 10, doubling per failed attempt). It is then scored afresh with no memory
+  of the failed node - the real VolumeBinding plugin keeps none; only CSIStorageCapacity,
+  not emulated, lets a real scheduler avoid a full node - so it can pick the same node again.
 A pod that cannot be scheduled gets condition PodScheduled=False/Unschedulable and a
 FailedScheduling event, and is retried on every relevant change and every second.
 """
 
 import itertools
+import time
 
 from . import objects as o
 from .persistentvolume import is_volume_bound_to_claim
@@ -49,7 +55,7 @@ class Scheduler(Controller):
         super().__init__(ctx)
         self.recorder = recorder
         self._rr = itertools.count()
-        self._avoid = {}      # claim uid -> nodes where provisioning failed
+        self._backoff = {}    # pod uid -> (failed attempts, monotonic time of next attempt)
         self._waiting = {}    # pod uid -> (node, owner uid): assumed there, waiting for volumes
         self._last_failure = {}  # pod uid -> last Unschedulable message written
         ctx.on(POD, self._on_pod)
@@ -64,6 +70,7 @@ class Scheduler(Controller):
         if new is None:
             self._waiting.pop(o.uid_of(old), None)
             self._last_failure.pop(o.uid_of(old), None)
+            self._backoff.pop(o.uid_of(old), None)
             return
         if not (new.get("spec") or {}).get("nodeName"):
             self.enqueue(f"{o.namespace_of(new)}/{o.name_of(new)}")
@@ -80,12 +87,30 @@ class Scheduler(Controller):
             before = o.annotations_of(old).get(o.ANN_SELECTED_NODE)
             after = o.annotations_of(new).get(o.ANN_SELECTED_NODE)
             if before and before != after and not (new.get("spec") or {}).get("volumeName"):
-                # The provisioner gave up on that node (rescheduleProvisioning): retry elsewhere.
-                self._avoid.setdefault(o.uid_of(new), set()).add(before)
+                # The provisioner gave up on that node (rescheduleProvisioning): the binding
+                # cycle of its pods fails; they are forgotten and backed off, nothing more.
+                self._binding_failed(o.namespace_of(new), o.name_of(new))
                 self.log.info("claim %s/%s: selected node %s was reset, rescheduling",
                               o.namespace_of(new), o.name_of(new), before)
         claim = new or old
         self._enqueue_users(o.namespace_of(claim), o.name_of(claim))
+
+    def _binding_failed(self, namespace, claim_name):
+        """ForgetPod + the backoff queue for every unbound pod of the claim: the next attempt
+        comes after 1 s, 2 s, 4 s, ... at most 10 s (per pod, as the scheduling queue's
+        calculateBackoffDuration)."""
+        now = time.monotonic()
+        for pod in self.store.by_index(POD, "claims", f"{namespace}/{claim_name}"):
+            if (pod.get("spec") or {}).get("nodeName"):
+                continue
+            uid = o.uid_of(pod)
+            self._waiting.pop(uid, None)
+            self._last_failure.pop(uid, None)
+            self.recorder.event(POD, pod, "Warning", "FailedScheduling",
+                                f'running PreBind plugin "VolumeBinding": binding volumes: '
+                                f'provisioning failed for PVC "{claim_name}"', COMPONENT)
+            attempts = self._backoff.get(uid, (0, 0.0))[0] + 1
+            self._backoff[uid] = (attempts, now + min(10.0, 2.0 ** (attempts - 1)))
 
     def _on_volume(self, event_type, old, new):
         ref = ((new or old).get("spec") or {}).get("claimRef")
@@ -109,6 +134,10 @@ class Scheduler(Controller):
             return None
         if (pod.get("spec") or {}).get("schedulerName", "default-scheduler") != "default-scheduler":
             return None
+        _, not_before = self._backoff.get(o.uid_of(pod), (0, 0.0))
+        wait = not_before - time.monotonic()
+        if wait > 0:
+            return wait  # still in the backoff queue
         try:
             return self.schedule(pod)
         except Unschedulable as e:
@@ -235,17 +264,9 @@ class Scheduler(Controller):
 
     def _choose(self, pod, candidates, claims):
         """The node with the fewest pods of the same controller (spreading a StatefulSet over
-        the nodes), then the least-loaded one, ties broken round-robin. Nodes where one of the
-        claims already failed to provision are used only when nothing else is left."""
-        avoid = set()
-        for claim in claims:
-            avoid |= self._avoid.get(o.uid_of(claim), set())
-        preferred = [n for n in candidates if o.name_of(n) not in avoid]
-        if not preferred:
-            for claim in claims:
-                self._avoid.pop(o.uid_of(claim), None)
-            preferred = candidates
-        preferred = sorted(preferred, key=o.name_of)
+        the nodes), then the least-loaded one, ties broken round-robin (the real selectHost
+        picks at random among the best scores). No memory of where provisioning failed."""
+        preferred = sorted(candidates, key=o.name_of)
         start = next(self._rr) % len(preferred)
         rotated = preferred[start:] + preferred[:start]
         owner = (o.controller_ref(pod) or {}).get("uid", "")
@@ -301,6 +322,7 @@ class Scheduler(Controller):
             self.log.debug("pod %s/%s: PodScheduled condition: %s", namespace, name, e)
         self._waiting.pop(o.uid_of(pod), None)
         self._last_failure.pop(o.uid_of(pod), None)
+        self._backoff.pop(o.uid_of(pod), None)
         self.log.info("pod %s/%s bound to node %s", namespace, name, node_name)
         self.recorder.event(POD, new, "Normal", "Scheduled",
                             f"Successfully assigned {namespace}/{name} to {node_name}", COMPONENT)

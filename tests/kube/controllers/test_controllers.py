@@ -58,11 +58,13 @@ class FakeProvisioner:
     """Does what ordinal-provisioner does, minus the disk: for a claim announced to it (and for
     WaitForFirstConsumer, with a selected node) it creates PV pvc-<uid> with a claimRef and node
     affinity on the node's hostname label. `fail_on` nodes make it give up: it removes
-    selected-node, as the real one does on failure."""
+    selected-node, as the real one does on failure; with `fail_times` only that many times
+    (then the node has room again)."""
 
-    def __init__(self, api, fail_on=()):
+    def __init__(self, api, fail_on=(), fail_times=None):
         self.api = api
         self.fail_on = set(fail_on)
+        self.fail_times = fail_times
         self.failed = []
         self._queue = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -103,7 +105,8 @@ class FakeProvisioner:
         if o.is_wait_for_first_consumer(sc) and not node_name:
             return
         node_name = node_name or "node-a"
-        if node_name in self.fail_on:
+        if node_name in self.fail_on and (self.fail_times is None or
+                                          len(self.failed) < self.fail_times):
             self.failed.append((name, node_name))
             del claim["metadata"]["annotations"][o.ANN_SELECTED_NODE]
             self.api.update("persistentvolumeclaims", namespace, claim)
@@ -155,8 +158,8 @@ class ControllerTest(unittest.TestCase):
         if self.provisioner:
             self.provisioner.stop()
 
-    def start_provisioner(self, fail_on=()):
-        self.provisioner = FakeProvisioner(self.api, fail_on)
+    def start_provisioner(self, fail_on=(), fail_times=None):
+        self.provisioner = FakeProvisioner(self.api, fail_on, fail_times)
 
     def storage_class(self, name, mode, reclaim="Delete", provisioner=PROVISIONER, default=False):
         sc = {"metadata": {"name": name}, "provisioner": provisioner,
@@ -419,7 +422,14 @@ class SchedulerTest(ControllerTest):
         self.assertEqual(o.annotations_of(pv)[o.ANN_BOUND_BY_CONTROLLER], "yes")  # the binder pre-bound it
         self.assertEqual(self.get("persistentvolumeclaims", "c1")["spec"]["volumeName"], "pv-b")
 
+    def _filler_pods(self, node, count):
+        for i in range(count):
+            self.api.create("pods", "default", {
+                "metadata": {"name": f"filler-{node}-{i}"},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox:1"}]}})
+
     def test_selected_node_removed_retries_on_another_node(self):
+        """Equal scores: the tie-break moves the next attempt to the other node."""
         self.start_provisioner(fail_on=("node-a",))
         self._claim("c1")
         self._pod("p1", ["c1"])
@@ -427,6 +437,19 @@ class SchedulerTest(ControllerTest):
         self.assertEqual(pod["spec"]["nodeName"], "node-b")
         claim = self.get("persistentvolumeclaims", "c1")
         self.assertEqual(o.annotations_of(claim)[o.ANN_SELECTED_NODE], "node-b")
+
+    def test_selected_node_removed_scores_afresh_without_memory(self):
+        """The real VolumeBinding plugin remembers no failed node: node-a, the less loaded one,
+        is picked again after each failure there, and the claim is provisioned there once it
+        has room (the third attempt), never on node-b."""
+        self._filler_pods("node-b", 2)
+        self.start_provisioner(fail_on=("node-a",), fail_times=2)
+        self._claim("c1")
+        self._pod("p1", ["c1"])
+        pod = wait_for("p1 running", lambda: when(self.get("pods", "p1"), o.pod_is_ready),
+                       timeout=20)
+        self.assertEqual(pod["spec"]["nodeName"], "node-a")
+        self.assertEqual(self.provisioner.failed, [("c1", "node-a"), ("c1", "node-a")])
 
     def test_unbound_immediate_claim_blocks_until_bound(self):
         self.storage_class("imm", "Immediate")

@@ -125,6 +125,17 @@ def too_old(requested, oldest):
     return Gone(f"too old resource version: {requested} ({oldest})")
 
 
+def too_large_resource_version(wanted, current):
+    """storage.NewTooLargeResourceVersionError: errors.NewTimeoutError (504, "Timeout: ...",
+    retryAfterSeconds) with a ResourceVersionTooLarge cause."""
+    return ApiError(f"Timeout: Too large resource version: {wanted}, current: {current}", code=504,
+                    reason="Timeout",
+                    details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                         "message": "Too large resource version"}],
+                             "retryAfterSeconds": 1},
+                    headers={"Retry-After": "1"})
+
+
 def internal_error(why):
     return ApiError(f"Internal error occurred: {why}", code=500, reason="InternalError",
                     details={"causes": [{"message": why}]})

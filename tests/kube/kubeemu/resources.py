@@ -15,6 +15,7 @@ class ResourceType:
     def __init__(self, group, version, kind, plural, namespaced, short_names=(),
                  status=False, scale=False, name_rule="subdomain", generation=False,
                  field_selectors=(), categories=(), singular=None, crd=None, returns_deleted=None,
+                 namespace_field=True,
                  verbs=None, virtual=False):
         self.group = group
         self.version = version
@@ -27,7 +28,9 @@ class ResourceType:
         self.scale = scale
         self.name_rule = name_rule
         self.generation = generation
-        self.field_selectors = {"metadata.name", "metadata.namespace"} | set(field_selectors)
+        self.field_selectors = {"metadata.name"} | set(field_selectors)
+        if namespace_field:
+            self.field_selectors.add("metadata.namespace")
         self.categories = list(categories)
         self.crd = crd  # the CRD object for custom resources
         self.verbs = list(verbs or ALL_VERBS)
@@ -84,10 +87,13 @@ def _builtins():
                            "involvedObject.apiVersion", "involvedObject.resourceVersion",
                            "involvedObject.fieldPath", "reason", "reportingComponent",
                            "source", "type"]),
+        # PersistentVolumeToSelectableFields / PersistentVolumeClaimToSelectableFields
+        # (pkg/registry/core/persistentvolume[claim]/strategy.go): object metadata and the
+        # legacy "name" only - status.phase is refused with 400 (and a PV has no namespace).
         R("", "v1", "PersistentVolume", "persistentvolumes", False, ["pv"], status=True,
-          field_selectors=["status.phase"]),
+          field_selectors=["name"], namespace_field=False),
         R("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ["pvc"],
-          status=True, field_selectors=["status.phase"]),
+          status=True, field_selectors=["name"]),
         R("", "v1", "ConfigMap", "configmaps", True, ["cm"]),
         R("", "v1", "Secret", "secrets", True, field_selectors=["type"]),
         R("", "v1", "ServiceAccount", "serviceaccounts", True, ["sa"]),

@@ -19,7 +19,9 @@ import urllib.parse
 from . import auth, discovery, errors, selectors, tables
 from .jsonutil import clone, dumps
 
-BOOKMARK_SECONDS = 1.0  # real servers send one about every minute; tests cannot wait that long
+# The watch cache's bookmark cadence (cacher.go defaultBookmarkFrequency, one minute), changed
+# with the emulator's --bookmark-interval for tests that need faster ones.
+BOOKMARK_SECONDS = 60.0
 WATCH_BATCH = 256       # events at most per write of a watch stream
 
 
@@ -512,7 +514,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise errors.Gone(
                 "The provided continue parameter is too old to display a consistent list result. "
                 "You can start a new list without the continue parameter.")
-        items, rv, last = self.server.store.list(t, namespace, labels, fields, limit, start)
+        at_rv = self._list_resource_version(start is not None)
+        items, rv, last = self.server.store.list(t, namespace, labels, fields, limit, start, at_rv)
         meta = {"resourceVersion": str(cont_rv or rv)}
         if last is not None:
             meta["continue"] = base64.b64encode(json.dumps(
@@ -525,6 +528,51 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                          "metadata": meta, "items": [tables.partial_metadata(o) for o in items]})
         self._send_json(200, {"kind": t.kind + "List", "apiVersion": t.api_version,
                               "metadata": meta, "items": items})
+
+    def _list_resource_version(self, paging):
+        """resourceVersion and resourceVersionMatch of a list. ValidateListOptions
+        (apimachinery meta/internalversion/validation): a match needs a resourceVersion, no
+        continue, Exact or NotOlderThan, and Exact not with "0" (422 ListOptions). NotOlderThan
+        (also an unset match with a version other than "0") waits up to 3 s for a version
+        ahead of the server, then answers 504 "Too large resource version" with Retry-After 1
+        (the watch cache's waitUntilFreshAndBlock + storage.NewTooLargeResourceVersionError).
+        Exact lists the objects as they were then (the store's history), or 410 once that is
+        compacted. Returns the version for Exact, else None."""
+        store = self.server.store
+        rv = self.query.get("resourceVersion") or ""
+        match = self.query.get("resourceVersionMatch") or ""
+        if match:
+            errs = []
+            if not rv:
+                errs.append(errors.forbidden("resourceVersionMatch", "resourceVersionMatch is "
+                                             "forbidden unless resourceVersion is provided"))
+            if self.query.get("continue"):
+                errs.append(errors.forbidden("resourceVersionMatch", "resourceVersionMatch is "
+                                             "forbidden when continue is provided"))
+            if match not in ("Exact", "NotOlderThan"):
+                errs.append(errors.not_supported("resourceVersionMatch", match,
+                                                 ["Exact", "NotOlderThan", ""]))
+            if match == "Exact" and rv == "0":
+                errs.append(errors.forbidden("resourceVersionMatch", 'resourceVersionMatch '
+                                             '"exact" is forbidden for resourceVersion "0"'))
+            if errs:
+                raise errors.invalid_error("ListOptions", "meta.k8s.io", "", errs)
+        if not rv or rv == "0" or paging:
+            return None
+        try:
+            wanted = int(rv)
+        except ValueError:
+            raise errors.BadRequest(f"invalid resource version: {rv}")
+        if match == "Exact":
+            if wanted > store.current_rv():
+                raise errors.too_large_resource_version(wanted, store.current_rv())
+            return wanted
+        deadline = time.monotonic() + 3.0
+        while store.current_rv() < wanted:
+            if time.monotonic() >= deadline:
+                raise errors.too_large_resource_version(wanted, store.current_rv())
+            time.sleep(0.05)
+        return None
 
     def _delete_collection(self, t, namespace, dry_run):
         labels, fields = self._selectors(t)
@@ -689,7 +737,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             start = time.monotonic()
             deadline = start + timeout
             drop = faults.get("watch_drop_seconds", 0)
-            last_bookmark = time.monotonic()
+            # cacheWatcher.nextBookmarkTime: a bookmark every BOOKMARK_SECONDS, and one 2 s
+            # before the watch's deadline (timeoutSeconds) so that a client resumes from an
+            # up-to-date resourceVersion; none if that moment has already passed.
+            def next_bookmark(now):
+                when = min(now + BOOKMARK_SECONDS, deadline - 2.0)
+                return when if when >= now else None
+            bookmark_at = next_bookmark(start)
             last_rv = int(rv) if (rv or "").isdigit() else 0
             initial_pending = initial
             while not self.server.stopping.is_set():
@@ -701,6 +755,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)  # abrupt: no final chunk
                     return
                 wait = min(deadline - now, 1.0)
+                if bookmarks and bookmark_at is not None:
+                    wait = max(0.0, min(wait, bookmark_at - now))
                 items = watcher.get_batch(wait, WATCH_BATCH)
                 if not items:
                     if watcher.closed:
@@ -708,10 +764,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if initial_pending:
                         initial_pending = False
                         emit("BOOKMARK", _bookmark(t, store.current_rv(), initial_end=True))
-                        last_bookmark = time.monotonic()
-                    elif bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_SECONDS:
+                    elif bookmarks and bookmark_at is not None and time.monotonic() >= bookmark_at:
                         emit("BOOKMARK", _bookmark(t, store.current_rv()))
-                        last_bookmark = time.monotonic()
+                        bookmark_at = next_bookmark(time.monotonic())
                     elif self._client_gone():
                         return
                     flush()

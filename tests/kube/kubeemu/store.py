@@ -175,18 +175,36 @@ class Store:
                 raise self._not_found(rtype, name)
             return clone(obj)
 
-    def list(self, rtype, namespace=None, label_reqs=(), field_reqs=(), limit=0, start_after=None):
-        """Returns (items sorted by namespace/name, resourceVersion, continue key or None)."""
+    def list(self, rtype, namespace=None, label_reqs=(), field_reqs=(), limit=0, start_after=None,
+             at_rv=None):
+        """Returns (items sorted by namespace/name, resourceVersion, continue key or None).
+        at_rv: the objects as they were at that resourceVersion (resourceVersionMatch=Exact),
+        rebuilt from the watch history; Gone when the history no longer reaches back there."""
         with self.lock:
             rv = self.rv
-            keys = sorted(self.objects[rtype.key], key=lambda k: (k[0] or "", k[1]))
+            objects = self.objects[rtype.key]
+            if at_rv is not None and at_rv < rv:
+                if at_rv < max(self.dropped[rtype.key], self.compacted_rv):
+                    # etcd3 store interpretListError on ErrCompacted: errors.NewResourceExpired
+                    raise errors.Gone("The resourceVersion for the provided list is too old.")
+                objects = dict(objects)
+                for ev in reversed(self.history[rtype.key]):
+                    if ev.rv <= at_rv:
+                        break
+                    k = (ev.obj["metadata"].get("namespace"), ev.obj["metadata"]["name"])
+                    if ev.type == "ADDED":
+                        objects.pop(k, None)
+                    else:
+                        objects[k] = ev.old
+                rv = at_rv
+            keys = sorted(objects, key=lambda k: (k[0] or "", k[1]))
             out, last = [], None
             for k in keys:
                 if start_after is not None and (k[0] or "", k[1]) <= tuple(start_after):
                     continue
                 if namespace and k[0] != namespace:
                     continue
-                obj = self.objects[rtype.key][k]
+                obj = objects[k]
                 if not selectors.match_labels(label_reqs, obj["metadata"].get("labels")):
                     continue
                 if field_reqs and not selectors.match_fields(field_reqs, obj):
@@ -387,8 +405,10 @@ class Store:
         with self.lock:
             # As BeforeCreate: the name is generated first, so messages show it.
             if not meta.get("name") and isinstance(meta.get("generateName"), str) and meta["generateName"]:
+                # names.SimpleNameGenerator: the prefix is cut to 58 characters (63 - 5) first.
+                base = meta["generateName"][:58]
                 for _ in range(10):
-                    cand = meta["generateName"] + "".join(random.choice(_GEN_CHARS) for _ in range(5))
+                    cand = base + "".join(random.choice(_GEN_CHARS) for _ in range(5))
                     if (meta.get("namespace"), cand) not in self.objects[rtype.key]:
                         break
                 meta["name"] = cand

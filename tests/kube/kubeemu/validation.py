@@ -158,12 +158,92 @@ def validate_meta(meta, rtype, is_create):
         errs.append(forbidden("metadata.namespace", "not allowed on this type"))
     errs.extend(validate_labels(meta.get("labels"), "metadata.labels"))
     errs.extend(validate_annotations(meta.get("annotations"), "metadata.annotations"))
+    errs.extend(validate_owner_references(meta.get("ownerReferences")))
     for i, fin in enumerate(meta.get("finalizers") or []):
         for msg in qualified_name(fin):
             errs.append(invalid(f"metadata.finalizers[{i}]", fin, msg))
         if "/" not in fin and fin not in ("kubernetes", "orphan", "foregroundDeletion"):
             errs.append(invalid(f"metadata.finalizers[{i}]", fin,
                                 "name is neither a standard finalizer name nor is it fully qualified"))
+    return errs
+
+
+# apimachinery/pkg/api/validation/objectmeta.go BannedOwners: events cannot own anything.
+_BANNED_OWNERS = {("v1", "Event"), ("events.k8s.io/v1", "Event")}
+
+
+def validate_owner_references(refs):
+    """ValidateOwnerReferences + validateOwnerReference (apimachinery objectmeta.go): version,
+    kind, name and uid must not be empty, events may not own, and at most one reference may
+    have controller: true. The field path is metadata.ownerReferences, unindexed, as there."""
+    path = "metadata.ownerReferences"
+    errs, first_controller = [], ""
+    for ref in refs or []:
+        if not isinstance(ref, dict):
+            continue
+        api_version = ref.get("apiVersion") or ""
+        version = api_version.rsplit("/", 1)[-1]
+        if not version:
+            errs.append(invalid(f"{path}.apiVersion", api_version, "version must not be empty"))
+        for field in ("kind", "name", "uid"):
+            if not ref.get(field):
+                errs.append(invalid(f"{path}.{field}", ref.get(field) or "", "must not be empty"))
+        if (api_version, ref.get("kind")) in _BANNED_OWNERS:
+            group, _, ver = api_version.rpartition("/")
+            gvk = f"{group + '/' if group else '/'}{ver}, Kind={ref.get('kind')}"
+            errs.append(invalid(path, ref, f"{gvk} is disallowed from being an owner"))
+        if ref.get("controller") is True:
+            current = f"{ref.get('kind', '')}/{ref.get('name', '')}"
+            if first_controller:
+                errs.append(invalid(path, refs,
+                                    f'Only one reference can have Controller set to true. Found '
+                                    f'"true" in references for {first_controller} and {current}'))
+            else:
+                first_controller = current
+    return errs
+
+
+def validate_node_selector(selector, path):
+    """ValidateNodeSelector / ValidateNodeSelectorTerm / ValidateNodeSelectorRequirement
+    (pkg/apis/core/validation/validation.go): at least one term; In and NotIn need values,
+    Exists and DoesNotExist take none, Gt and Lt exactly one; any other operator is invalid;
+    keys are label names. matchFields may only select metadata.name with In/NotIn and one
+    value."""
+    errs = []
+    terms = (selector or {}).get("nodeSelectorTerms") or []
+    if not terms:
+        return [required(f"{path}.nodeSelectorTerms", "must have at least one node selector term")]
+    for i, term in enumerate(terms):
+        tpath = f"{path}.nodeSelectorTerms[{i}]"
+        for j, req in enumerate((term or {}).get("matchExpressions") or []):
+            rpath = f"{tpath}.matchExpressions[{j}]"
+            op, values = req.get("operator"), req.get("values") or []
+            if op in ("In", "NotIn"):
+                if not values:
+                    errs.append(required(f"{rpath}.values",
+                                         "must be specified when `operator` is 'In' or 'NotIn'"))
+            elif op in ("Exists", "DoesNotExist"):
+                if values:
+                    errs.append(forbidden(f"{rpath}.values", "may not be specified when `operator` "
+                                          "is 'Exists' or 'DoesNotExist'"))
+            elif op in ("Gt", "Lt"):
+                if len(values) != 1:
+                    errs.append(required(f"{rpath}.values", "must be specified single value when "
+                                         "`operator` is 'Lt' or 'Gt'"))
+            else:
+                errs.append(invalid(f"{rpath}.operator", op or "", "not a valid selector operator"))
+            for msg in qualified_name(req.get("key") or ""):
+                errs.append(invalid(f"{rpath}.key", req.get("key") or "", msg))
+        for j, req in enumerate((term or {}).get("matchFields") or []):
+            rpath = f"{tpath}.matchFields[{j}]"
+            if req.get("key") != "metadata.name":
+                errs.append(invalid(f"{rpath}.key", req.get("key") or "", "not a valid field selector key"))
+            if req.get("operator") not in ("In", "NotIn"):
+                errs.append(invalid(f"{rpath}.operator", req.get("operator") or "",
+                                    "not a valid selector operator"))
+            if len(req.get("values") or []) != 1:
+                errs.append(required(f"{rpath}.values",
+                                     "must be only one value when `operator` is 'In' or 'NotIn' for node field selector"))
     return errs
 
 
@@ -325,8 +405,12 @@ def validate_pv(obj, old):
         if not spec.get("nodeAffinity"):
             errs.append(required("spec.nodeAffinity", "Local volume requires node affinity"))
     na = spec.get("nodeAffinity")
-    if na is not None and not (na.get("required") or {}).get("nodeSelectorTerms"):
-        errs.append(required("spec.nodeAffinity.required.nodeSelectorTerms", "must have at least one node selector term"))
+    if na is not None:
+        # validateVolumeNodeAffinity: required node constraints, validated as a NodeSelector.
+        if not na.get("required"):
+            errs.append(required("spec.nodeAffinity.required", "must specify required node constraints"))
+        else:
+            errs.extend(validate_node_selector(na["required"], "spec.nodeAffinity.required"))
     vm = spec.get("volumeMode")
     if vm is not None and vm not in VOLUME_MODES:
         errs.append(not_supported("spec.volumeMode", vm, VOLUME_MODES))
@@ -352,6 +436,10 @@ def validate_storageclass(obj, old):
     errs = []
     if not obj.get("provisioner"):
         errs.append(required("provisioner", ""))
+    else:
+        # validateProvisioner (pkg/apis/storage/validation): a qualified name, lower-cased.
+        for msg in qualified_name(obj["provisioner"].lower()):
+            errs.append(invalid("provisioner", obj["provisioner"], msg))
     policy = obj.get("reclaimPolicy")
     if policy and policy not in ("Delete", "Retain"):
         errs.append(not_supported("reclaimPolicy", policy, ["Delete", "Retain"]))
@@ -472,11 +560,37 @@ def validate_pod(obj, old):
 
 
 def validate_event(obj, old):
+    """legacyValidateEvent (pkg/apis/core/validation/events.go), for core/v1 Events: without
+    eventTime the event's namespace must equal the involved object's, or, for a cluster-scoped
+    object, be "default" (or empty); with eventTime a cluster-scoped object's event lives in
+    "default" or "kube-system", and reportingComponent, reportingInstance, action and reason
+    are required (with their length limits)."""
     errs = []
     io = obj.get("involvedObject") or {}
-    ns = (obj.get("metadata") or {}).get("namespace")
-    if io.get("namespace") and ns and io.get("namespace") != ns:
-        errs.append(invalid("involvedObject.namespace", io.get("namespace"), "does not match event.namespace"))
+    ns = (obj.get("metadata") or {}).get("namespace") or ""
+    io_ns = io.get("namespace") or ""
+    if not obj.get("eventTime"):
+        if not io_ns:
+            if ns not in ("", "default"):
+                errs.append(invalid("involvedObject.namespace", io_ns, "does not match event.namespace"))
+        elif ns != io_ns:
+            errs.append(invalid("involvedObject.namespace", io_ns, "does not match event.namespace"))
+    else:
+        if not io_ns and ns not in ("default", "kube-system"):
+            errs.append(invalid("involvedObject.namespace", io_ns, "does not match event.namespace"))
+        component = obj.get("reportingComponent") or ""
+        if not component:
+            errs.append(required("reportingComponent", ""))
+        for msg in qualified_name(component):
+            errs.append(invalid("reportingComponent", component, msg))
+        for field, limit in (("reportingInstance", 128), ("action", 128), ("reason", 128)):
+            value = obj.get(field) or ""
+            if not value:
+                errs.append(required(field, ""))
+            if len(value) > limit:
+                errs.append(invalid(field, "", f"can have at most {limit} characters"))
+        if len(obj.get("message") or "") > 1024:
+            errs.append(invalid("message", "", "can have at most 1024 characters"))
     t = obj.get("type")
     if t and t not in ("Normal", "Warning"):
         errs.append(not_supported("type", t, ["Normal", "Warning"]))
