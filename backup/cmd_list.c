@@ -3,6 +3,9 @@
  * newest last (like 'ls -tr' and restic's snapshots: the one you most likely want is next to
  * the prompt). Incomplete backups (no backup.json) are not shown; a backup whose backup.json
  * does not parse is shown with status "damaged" so that it is noticed, and verify fails it.
+ * Each backup shows the node that made it (backup.json's node): one-node backups of a
+ * StatefulSet spread over nodes hold only that node's ordinals, and a person choosing what to
+ * restore where needs to see which.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -48,8 +51,8 @@ static int run_list(const struct list_args *a, const struct sts_ref *filter, ord
         return err_set(e, -ENOMEM, "out of memory");
     }
     if (!a->json)
-        printf("%-22s %-20s %-32s %-12s %10s  %s\n", "ID", "TIME", "STATEFULSET", "ORDINALS",
-               "STORED", "STATUS");
+        printf("%-22s %-20s %-32s %-20s %-12s %10s  %s\n", "ID", "TIME", "STATEFULSET", "NODE",
+               "ORDINALS", "STORED", "STATUS");
     for (size_t i = 0; i < cat.n; i++) {
         const struct catalog_entry *ce = &cat.v[i];
         struct backup_manifest b = {0};
@@ -80,6 +83,11 @@ static int run_list(const struct list_args *a, const struct sts_ref *filter, ord
         cJSON_AddStringToObject(o, "id", ce->id);
         cJSON_AddStringToObject(o, "time", tm);
         cJSON_AddStringToObject(o, "statefulset", sts);
+        /* A coordinator's backup over several nodes names none: each volume manifest does. */
+        if (r == 0 && b.node[0])
+            cJSON_AddStringToObject(o, "node", b.node);
+        else
+            cJSON_AddNullToObject(o, "node");
         oa = cJSON_AddArrayToObject(o, "ordinals");
         for (size_t k = 0; k < b.n_ordinals; k++) {
             if (oa)
@@ -92,8 +100,11 @@ static int run_list(const struct list_args *a, const struct sts_ref *filter, ord
         cJSON_AddStringToObject(o, "status", status);
         if (!a->json) {
             cli_format_bytes(r < 0 ? ce->bytes : b.bytes_stored, sz, sizeof(sz));
-            printf("%-22s %-20s %-32s %-12s %10s  %s\n", ce->id, tm, sts, ords[0] ? ords : "-", sz,
-                   status);
+            printf("%-22s %-20s %-32s %-20s %-12s %10s  %s\n", ce->id, tm, sts,
+                   r < 0       ? "?"
+                   : b.node[0] ? b.node
+                               : "(several)",
+                   ords[0] ? ords : "-", sz, status);
         }
         backup_manifest_free(&b);
     }
@@ -121,19 +132,24 @@ int cmd_list(int argc, char **argv)
          "List only the backups of this StatefulSet.", "every StatefulSet", 0, 0, NULL, NULL,
          false},
         {"json", OPT_FLAG, &a.json, NULL,
-         "Print one JSON array on stdout: [{id, time, statefulset, ordinals, bytes, status}].",
+         "Print one JSON array on stdout: [{id, time, statefulset, node, ordinals, bytes, "
+         "status}]; node is null for a backup made on several nodes.",
          NULL, 0, 0, NULL, NULL, false},
     };
     const struct opt_cmd cmd = {
         .name = "list",
         .usage = "--repo URL [--statefulset NS/NAME] [--json]",
-        .summary = "Lists the complete backups in the repository, oldest first, newest last.\n"
-                   "Backups without backup.json (interrupted or still running) are not shown; "
-                   "'prune'\nremoves them after an hour. bytes/STORED is the stored (compressed) "
-                   "size.",
+        .summary = "Lists the complete backups in the repository, oldest first, newest last, each\n"
+                   "with the node that made it ('(several)' for a coordinator's backup of volumes\n"
+                   "on several nodes). A backup that starts in the same second as another of "
+                   "the same\nStatefulSet (another node's, on the same schedule) gets an ID with "
+                   "a suffix\n(20261121T203000Z-1); IDs sort by time, then suffix. Backups "
+                   "without backup.json\n(interrupted or still running) are not shown; 'prune' "
+                   "removes them after an hour.\nbytes/STORED is the stored (compressed) size.",
         .opts = opts,
         .n_opts = ARRAY_SIZE(opts),
-        .epilog = "Repository URL: /srv/backups, file:///srv/backups or s3://bucket/prefix.\n" REPO_S3_HELP "\n"
+        .epilog = "Repository URL: /srv/backups, file:///srv/backups or "
+                  "s3://bucket/prefix.\n" REPO_S3_HELP "\n"
                   "Examples:\n"
                   "  ordinal-backup list --repo /srv/backups\n"
                   "  ordinal-backup list --repo /srv/backups --statefulset default/web --json\n\n"

@@ -1,12 +1,15 @@
 /*
  * cmd_prune.c - "ordinal-backup prune": removes backups by a retention policy (prune.h:
- * restic's forget rules, applied per StatefulSet) and incomplete backups older than an hour.
+ * restic's forget rules, applied per volume) and incomplete backups older than an hour.
+ * Per volume because one-node backups of a StatefulSet spread over nodes each hold only that
+ * node's ordinals: counted per StatefulSet, one node's backups would push another's out.
  *
  * Safety: each StatefulSet is pruned under its lock, so a backup being written or a restore
  * being read is never removed (a locked StatefulSet is skipped and reported). A complete
  * backup is removed backup.json FIRST: if prune is killed half-way, what remains is merely an
  * incomplete backup (invisible, removed by the next prune), never a listed backup with
- * missing objects. The newest complete backup of a StatefulSet is never removed.
+ * missing objects. The newest complete backup of each volume is never removed, whatever the
+ * policy, and neither is a backup whose backup.json is damaged.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -56,33 +59,79 @@ static int remove_backup(struct repo *repo, const struct catalog_entry *ce, ord_
     return repo_remove_prefix(repo, key, e);
 }
 
-static void add_entry(cJSON *arr, const struct catalog_entry *ce, const char *reason)
+/* "node": the node that made it, null when it spans several (or is unknown). */
+static cJSON *add_entry(cJSON *arr, const struct catalog_entry *ce, const char *reason)
 {
     char sts[NAMES_LABEL_MAX + NAMES_SUBDOMAIN_MAX + 2];
+    const char *node = catalog_node(ce);
     cJSON *o = cJSON_CreateObject();
 
     if (!o)
-        return;
+        return NULL;
     snprintf(sts, sizeof(sts), "%s/%s", ce->sts.ns, ce->sts.name);
     cJSON_AddItemToArray(arr, o);
     cJSON_AddStringToObject(o, "id", ce->id);
     cJSON_AddStringToObject(o, "statefulset", sts);
+    if (node[0])
+        cJSON_AddStringToObject(o, "node", node);
+    else
+        cJSON_AddNullToObject(o, "node");
     cJSON_AddStringToObject(o, "reason", reason);
+    return o;
 }
 
-/* Prunes the entries [from, to) of cat, which all belong to one StatefulSet. */
+/* The kept entry's machine-readable reasons: "rules" and the volumes it is the newest of. */
+static void add_kept_details(cJSON *o, const struct prune_backup *pb)
+{
+    static const char *const rules[] = {"last", "daily", "weekly", "monthly", "newest"};
+    cJSON *ra, *na;
+
+    if (!o || !(ra = cJSON_AddArrayToObject(o, "rules")) ||
+        !(na = cJSON_AddArrayToObject(o, "newest_of")))
+        return;
+    for (size_t i = 0; pb && i < ARRAY_SIZE(rules); i++)
+        if (pb->reasons & (1u << i))
+            cJSON_AddItemToArray(ra, cJSON_CreateString(rules[i]));
+    for (size_t i = 0; pb && i < pb->n_volumes; i++) {
+        cJSON *v;
+
+        if (!(pb->volumes[i].reasons & PRUNE_KEEP_NEWEST) || !(v = cJSON_CreateObject()))
+            continue;
+        cJSON_AddItemToArray(na, v);
+        cJSON_AddNumberToObject(v, "ordinal", pb->volumes[i].ordinal);
+        cJSON_AddStringToObject(v, "template", pb->volumes[i].template_name);
+    }
+}
+
+/* "from node 'X'", or "from several nodes" for a coordinator's backup spanning nodes. */
+static void format_from(const struct catalog_entry *ce, char *buf, size_t size)
+{
+    const char *node = catalog_node(ce);
+
+    if (node[0])
+        snprintf(buf, size, "from node '%s'", node);
+    else
+        snprintf(buf, size, "from several nodes");
+}
+
+/*
+ * Prunes the entries [from, to) of cat, which all belong to one StatefulSet and were read by
+ * catalog_load(). The policy is applied per volume (prune.h): a backup goes only when no rule
+ * keeps it in the history of any volume it holds and none of its volumes has it as its newest
+ * backup. A backup whose backup.json is damaged is kept: what it holds cannot be told.
+ */
 static int prune_one(struct repo *repo, const struct prune_args *a, const struct catalog *cat,
                      size_t from, size_t to, cJSON *kept, cJSON *removed, size_t *n_removed,
                      ord_err *e)
 {
     _cleanup_(lock_releasep) struct repo_lock *lock = NULL;
-    _cleanup_free_ struct prune_item *items = NULL;
-    _cleanup_free_ unsigned *reasons = NULL;
+    _cleanup_free_ struct prune_backup *pb = NULL;
+    _cleanup_free_ struct prune_volume *vols = NULL;
     _cleanup_free_ size_t *idx = NULL;
     const struct sts_ref *sts = &cat->v[from].sts;
     struct prune_policy p = {a->last, a->daily, a->weekly, a->monthly};
     time_t now = time(NULL);
-    size_t n = 0;
+    size_t n = 0, n_vols = 0, k_vol = 0;
     int r;
 
     if (!a->dry_run) {
@@ -90,35 +139,62 @@ static int prune_one(struct repo *repo, const struct prune_args *a, const struct
         if (r < 0)
             return r;
     }
-    items = calloc(to - from, sizeof(*items));
-    reasons = calloc(to - from, sizeof(*reasons));
-    idx = calloc(to - from, sizeof(*idx));
-    if (!items || !reasons || !idx)
-        return err_set(e, -ENOMEM, "out of memory");
     for (size_t i = from; i < to; i++)
-        if (cat->v[i].complete) {
-            items[n] = (struct prune_item){.id = cat->v[i].id, .time = cat->v[i].time};
-            idx[n++] = i;
+        if (cat->v[i].complete && cat->v[i].manifest)
+            n_vols += cat->v[i].manifest->n_volumes;
+    pb = calloc(to - from, sizeof(*pb));
+    idx = calloc(to - from, sizeof(*idx));
+    vols = calloc(n_vols ? n_vols : 1, sizeof(*vols));
+    if (!pb || !idx || !vols)
+        return err_set(e, -ENOMEM, "out of memory");
+    for (size_t i = from; i < to; i++) {
+        const struct catalog_entry *ce = &cat->v[i];
+        const struct backup_manifest *m = ce->manifest;
+
+        if (!ce->complete)
+            continue;
+        if (!m) {
+            /* Damaged: never removed by a policy; a person decides (verify names it). */
+            const char *why = "kept: its backup.json is damaged, so which volumes it holds "
+                              "cannot be told; see 'ordinal-backup verify', remove it by hand "
+                              "once it is of no use";
+            add_kept_details(add_entry(kept, ce, why), NULL);
+            cli_warn("prune", "%s; it is kept", ce->damaged ? ce->damaged : ce->id);
+            if (!a->json)
+                printf("keep         %s/%s %s (%s)\n", ce->sts.ns, ce->sts.name, ce->id, why);
+            continue;
         }
-    r = prune_select(items, n, &p, reasons);
+        pb[n] = (struct prune_backup){
+            .id = ce->id, .time = ce->time, .volumes = &vols[k_vol], .n_volumes = m->n_volumes};
+        for (size_t j = 0; j < m->n_volumes; j++)
+            vols[k_vol++] = (struct prune_volume){.ordinal = m->volumes[j].ordinal,
+                                                  .template_name = m->volumes[j].template_name};
+        idx[n++] = i;
+    }
+    r = prune_select_volumes(pb, n, &p);
     if (r < 0)
         return err_set(e, r, "out of memory");
 
     for (size_t k = 0; k < n; k++) {
         const struct catalog_entry *ce = &cat->v[idx[k]];
-        char why[64];
+        char why[512], text[sizeof(why) + 8], from_node[NAMES_SUBDOMAIN_MAX + 32];
 
-        if (reasons[k]) {
-            prune_reasons_format(reasons[k], why, sizeof(why));
-            add_entry(kept, ce, why);
+        format_from(ce, from_node, sizeof(from_node));
+        if (pb[k].reasons) {
+            prune_describe(&pb[k], &p, why, sizeof(why));
+            snprintf(text, sizeof(text), "kept: %s", why);
+            add_kept_details(add_entry(kept, ce, text), &pb[k]);
             if (!a->json)
-                printf("keep    %s/%s %s (%s)\n", ce->sts.ns, ce->sts.name, ce->id, why);
+                printf("keep         %s/%s %s %s (%s)\n", ce->sts.ns, ce->sts.name, ce->id,
+                       from_node, text);
             continue;
         }
         add_entry(removed, ce, "policy");
         if (!a->json)
-            printf("%s %s/%s %s (policy)\n", a->dry_run ? "would remove" : "remove", ce->sts.ns,
-                   ce->sts.name, ce->id);
+            printf("%-12s %s/%s %s %s (policy: no --keep-* rule keeps it, and each of its "
+                   "volumes has a newer backup)\n",
+                   a->dry_run ? "would remove" : "remove", ce->sts.ns, ce->sts.name, ce->id,
+                   from_node);
         if (!a->dry_run) {
             r = remove_backup(repo, ce, e);
             if (r < 0)
@@ -134,7 +210,7 @@ static int prune_one(struct repo *repo, const struct prune_args *a, const struct
             continue;
         add_entry(removed, ce, "incomplete");
         if (!a->json)
-            printf("%s %s/%s %s (incomplete, older than an hour)\n",
+            printf("%-12s %s/%s %s (incomplete, older than an hour)\n",
                    a->dry_run ? "would remove" : "remove", ce->sts.ns, ce->sts.name, ce->id);
         if (!a->dry_run) {
             r = remove_backup(repo, ce, e);
@@ -178,6 +254,11 @@ static int run_prune(const struct prune_args *a, const struct sts_ref *filter, o
     r = catalog_scan(repo, filter, &cat, e);
     if (r < 0)
         return r;
+    r = catalog_load(repo, &cat, e);
+    if (r < 0) {
+        catalog_free(&cat);
+        return r;
+    }
     if (cat.n > 1)
         qsort(cat.v, cat.n, sizeof(*cat.v), cmp_by_sts);
     for (size_t from = 0; from < cat.n;) {
@@ -219,8 +300,13 @@ int prune_statefulset(const char *url, const struct sts_ref *sts, uint64_t last,
                       uint64_t weekly, uint64_t monthly, ord_err *e)
 {
     /* json suppresses the per-backup lines, quiet the final document. */
-    struct prune_args a = {.repo = url, .last = last, .daily = daily, .weekly = weekly,
-                           .monthly = monthly, .json = true, .quiet = true};
+    struct prune_args a = {.repo = url,
+                           .last = last,
+                           .daily = daily,
+                           .weekly = weekly,
+                           .monthly = monthly,
+                           .json = true,
+                           .quiet = true};
 
     return run_prune(&a, sts, e);
 }
@@ -238,8 +324,8 @@ int cmd_prune(int argc, char **argv)
         {"statefulset", OPT_STRING, &a.statefulset, "NS/NAME",
          "Prune only the backups of this StatefulSet.", "every StatefulSet", 0, 0, NULL, NULL,
          false},
-        {"keep-last", OPT_UINT, &a.last, "N", "Keep the N newest backups.", NULL, 1, 1000000, NULL,
-         NULL, false},
+        {"keep-last", OPT_UINT, &a.last, "N", "Keep the N newest backups of each volume.", NULL, 1,
+         1000000, NULL, NULL, false},
         {"keep-daily", OPT_UINT, &a.daily, "N",
          "For the last N days that have backups, keep the newest backup of each day (UTC).", NULL,
          1, 1000000, NULL, NULL, false},
@@ -249,28 +335,34 @@ int cmd_prune(int argc, char **argv)
         {"keep-monthly", OPT_UINT, &a.monthly, "N",
          "For the last N months that have backups, keep the newest of each month.", NULL, 1,
          1000000, NULL, NULL, false},
-        {"dry-run", OPT_FLAG, &a.dry_run, NULL, "Only print what would be removed.", NULL, 0, 0,
-         NULL, NULL, false},
+        {"dry-run", OPT_FLAG, &a.dry_run, NULL,
+         "Only print what would be removed and what is kept, and why.", NULL, 0, 0, NULL, NULL,
+         false},
         {"json", OPT_FLAG, &a.json, NULL,
-         "Print one JSON document on stdout: {dry_run, kept: [{id, statefulset, reason}], "
-         "removed: [...], ok}.",
+         "Print one JSON document on stdout: {dry_run, kept: [{id, statefulset, node, reason, "
+         "rules, newest_of: [{ordinal, template}]}], removed: [{id, statefulset, node, "
+         "reason}], ok}; node is null for a backup made on several nodes.",
          NULL, 0, 0, NULL, NULL, false},
     };
     const struct opt_cmd cmd = {
         .name = "prune",
-        .usage = "--repo URL [--statefulset NS/NAME] --keep-last N [--keep-daily N] "
+        .usage = "--repo URL [--statefulset NS/NAME] [--keep-last N] [--keep-daily N] "
                  "[--keep-weekly N] [--keep-monthly N] [--dry-run] [--json]",
         .summary =
-            "Removes old backups, per StatefulSet, with restic's 'forget' rules: a backup is "
-            "kept\nwhen any --keep-* rule keeps it; the rules count independently, newest first; "
-            "when\na rule still has counts left at the oldest backup, that one is kept too. The "
-            "newest\ncomplete backup is always kept. Backups without backup.json older than an "
-            "hour are\nremoved too. Each StatefulSet is pruned under its lock; a locked one is "
-            "skipped.",
+            "Removes old backups with restic's 'forget' rules, applied per volume (StatefulSet,\n"
+            "ordinal, template), whichever node made the backups: each volume's history is the\n"
+            "backups that hold it, and a backup is kept when any --keep-* rule keeps it in the\n"
+            "history of any of its volumes. The rules count independently, newest first; when a\n"
+            "rule still has counts left at the oldest backup, that one is kept too. Whatever the\n"
+            "policy, a backup that is the newest complete backup of some volume is kept, and so\n"
+            "is one whose backup.json is damaged. Backups without backup.json older than an hour\n"
+            "are removed too. Each StatefulSet is pruned under its lock; a locked one is skipped.\n"
+            "Every backup is listed with the node that made it and why it is kept or removed.",
         .opts = opts,
         .n_opts = ARRAY_SIZE(opts),
         .epilog = "At least one --keep-* option is required.\n"
-                  "Repository URL: /srv/backups, file:///srv/backups or s3://bucket/prefix.\n" REPO_S3_HELP "\n"
+                  "Repository URL: /srv/backups, file:///srv/backups or "
+                  "s3://bucket/prefix.\n" REPO_S3_HELP "\n"
                   "Examples:\n"
                   "  ordinal-backup prune --repo /srv/backups --keep-last 3 --keep-daily 7 "
                   "--keep-weekly 4 --keep-monthly 6\n"

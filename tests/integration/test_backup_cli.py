@@ -309,7 +309,8 @@ class TestListVerifyPrune(Base):
         self.assertEqual([x["id"] for x in listed], [first["id"], second["id"]])  # newest last
         docs = {first["id"]: first, second["id"]: second}
         for x in listed:
-            self.assertEqual(set(x), {"id", "time", "statefulset", "ordinals", "bytes", "status"})
+            self.assertEqual(set(x), {"id", "time", "statefulset", "node", "ordinals", "bytes",
+                                  "status"})
             self.assertEqual(x["statefulset"], "default/web")
             self.assertEqual(x["ordinals"], [2, 1, 0])
             self.assertEqual(x["status"], "complete")
