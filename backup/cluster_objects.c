@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster_objects.h"
 #include "json.h"
@@ -221,6 +222,9 @@ int cobj_sts_from_json(const cJSON *obj, struct cobj_sts *ret, ord_err *e)
     if (r < 0 && r != -ENOENT)
         return err_set(e, r, "cannot decode StatefulSet: bad spec.replicas");
     s->replicas = (int32_t)replicas;
+    r = copy_str(obj, "metadata.uid", s->uid, sizeof(s->uid), false);
+    if (r < 0)
+        return err_set(e, r, "cannot decode StatefulSet: bad metadata.uid");
     s->restore_replicas = -1;
     {
         const cJSON *ann =
@@ -388,6 +392,82 @@ int cobj_vtask_status_patch(enum vtask_phase phase, const char *message, uint64_
         if (!cJSON_AddNumberToObject(res, "seconds", result->seconds))
             return -ENOMEM;
     }
+    *ret = TAKE_PTR(o);
+    return 0;
+}
+
+void cobj_restore_record_key(const struct sts_ref *sts, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s.%s", sts->ns, sts->name);
+}
+
+int cobj_restore_record_get(const cJSON *cm, const char *key, int32_t *ret)
+{
+    const cJSON *v = cm ? json_pathv(cm, "data", key, NULL) : NULL;
+    char *end;
+    long n;
+
+    if (!v || cJSON_IsNull(v))
+        return -ENOENT;
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        return -EINVAL;
+    errno = 0;
+    n = strtol(v->valuestring, &end, 10);
+    if (errno || *end || n < 0 || n > INT32_MAX)
+        return -EINVAL;
+    *ret = (int32_t)n;
+    return 0;
+}
+
+int cobj_event_build(const char *kind, const char *api_version, const char *ns, const char *name,
+                     const char *uid, bool warning, const char *reason, const char *message,
+                     const char *component, cJSON **ret)
+{
+    _cleanup_(cJSON_Deletep) cJSON *o = cJSON_CreateObject();
+    cJSON *meta, *inv, *src;
+    char ev_name[COBJ_NAME_MAX + 1], ts[32], msg[COBJ_MESSAGE_MAX];
+    struct timespec now;
+    size_t len;
+
+    if (!o)
+        return -ENOMEM;
+    clock_gettime(CLOCK_REALTIME, &now);
+    /* client-go: "<object name>.<hex UnixNano>"; a long name is cut to keep it a valid name. */
+    snprintf(ev_name, sizeof(ev_name), "%.*s.%llx", COBJ_NAME_MAX - 17, name,
+             (unsigned long long)now.tv_sec * 1000000000ull + (unsigned long long)now.tv_nsec);
+    if (time_format_rfc3339(now.tv_sec, ts, sizeof(ts)) < 0)
+        snprintf(ts, sizeof(ts), "1970-01-01T00:00:00Z");
+    len = strlen(message);
+    if (len < sizeof(msg)) {
+        memcpy(msg, message, len + 1);
+    } else { /* cut on a UTF-8 character boundary, and say so */
+        len = sizeof(msg) - 4;
+        while (len > 0 && ((unsigned char)message[len] & 0xc0) == 0x80)
+            len--;
+        memcpy(msg, message, len);
+        memcpy(msg + len, "...", 4);
+    }
+    if (!(meta = json_ensure_object(o, "metadata")) ||
+        !(inv = json_ensure_object(o, "involvedObject")) || !(src = json_ensure_object(o, "source")))
+        return -ENOMEM;
+    CHECK(json_set_string(o, "apiVersion", "v1"));
+    CHECK(json_set_string(o, "kind", "Event"));
+    CHECK(json_set_string(meta, "name", ev_name));
+    CHECK(json_set_string(meta, "namespace", ns));
+    CHECK(json_set_string(inv, "kind", kind));
+    CHECK(json_set_string(inv, "apiVersion", api_version));
+    CHECK(json_set_string(inv, "namespace", ns));
+    CHECK(json_set_string(inv, "name", name));
+    if (uid && uid[0])
+        CHECK(json_set_string(inv, "uid", uid));
+    CHECK(json_set_string(o, "reason", reason));
+    CHECK(json_set_string(o, "message", msg));
+    CHECK(json_set_string(o, "type", warning ? "Warning" : "Normal"));
+    CHECK(json_set_string(src, "component", component));
+    CHECK(json_set_string(o, "firstTimestamp", ts));
+    CHECK(json_set_string(o, "lastTimestamp", ts));
+    CHECK(json_set_int64(o, "count", 1));
+    CHECK(json_set_string(o, "reportingComponent", component));
     *ret = TAKE_PTR(o);
     return 0;
 }

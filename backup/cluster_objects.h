@@ -99,15 +99,45 @@ struct cobj_pvc {
 };
 int cobj_pvc_from_json(const cJSON *obj, struct cobj_pvc *ret, ord_err *e);
 
+/*
+ * Where a cluster restore records the replica count to scale back to: one key per StatefulSet,
+ * "<namespace>.<name>" (a namespace has no dot, so the key is unambiguous), value the count in
+ * decimal, in the ConfigMap COBJ_RESTORE_RECORD of the tasks' namespace (deploy/
+ * restore-record.yaml). The key exists while a restore holds the StatefulSet at 0.
+ */
+#define COBJ_RESTORE_RECORD "ordinal-restores"
+/* Where versions before the ConfigMap kept it: an annotation on the StatefulSet. Still read
+ * (a restore interrupted by an older version resumes), never written. */
 #define COBJ_ANN_RESTORE_REPLICAS "ordinal.dev/restore-replicas"
 
 struct cobj_sts {
+    char uid[64];
     int32_t replicas;
-    int32_t restore_replicas; /* annotation COBJ_ANN_RESTORE_REPLICAS, -1 when absent */
+    int32_t restore_replicas; /* legacy annotation COBJ_ANN_RESTORE_REPLICAS, -1 when absent */
     size_t n_templates;
     char templates[COBJ_TEMPLATES_MAX][NAMES_SUBDOMAIN_MAX + 1];
 };
 int cobj_sts_from_json(const cJSON *obj, struct cobj_sts *ret, ord_err *e);
+
+/* The record's key of sts ("<ns>.<name>") into buf (size >= NAMES_LABEL_MAX +
+ * NAMES_SUBDOMAIN_MAX + 2). */
+void cobj_restore_record_key(const struct sts_ref *sts, char *buf, size_t size);
+
+/*
+ * The replica count recorded under key in the ConfigMap cm (may be NULL: none). Returns 0 and
+ * *ret, -ENOENT when there is no such key, -EINVAL when its value is not a count.
+ */
+int cobj_restore_record_get(const cJSON *cm, const char *key, int32_t *ret);
+
+/*
+ * A core/v1 Event about the object (kind, apiVersion, ns, name, uid) in namespace ns, named
+ * "<name>.<hex nanoseconds>" as client-go names them, with reason, message (cut at
+ * COBJ_MESSAGE_MAX bytes), type Warning or Normal, and component as source and reporting
+ * component. Returns 0 and *ret, or -ENOMEM.
+ */
+int cobj_event_build(const char *kind, const char *api_version, const char *ns, const char *name,
+                     const char *uid, bool warning, const char *reason, const char *message,
+                     const char *component, cJSON **ret);
 
 /* The number of items of a List of pods, and the phase of the first in phase ("" if none). */
 size_t cobj_pod_list_phase(const cJSON *list, char *phase, size_t size);

@@ -4,16 +4,26 @@
  * Order of steps, chosen so that a failure at any point leaves something a person can resume:
  *   1. Check everything that can be checked without changing anything: the StatefulSet, the
  *      backup (complete, manifests agree), the ordinals. A refusal here changes nothing.
- *   2. Record the replica count in the StatefulSet's annotation ordinal.dev/restore-replicas
- *      (only if it is not there yet: a second run after a failure finds the count of the
- *      first, not the 0 the first left behind), then scale to 0 and wait for its pods to go.
+ *   2. Record the replica count to return to under the key "<ns>.<sts>" of the ConfigMap
+ *      ordinal-restores in the tasks' namespace (only if no record is there yet while the
+ *      StatefulSet is at 0: a second run after a failure finds the count of the first, not the
+ *      0 the first left behind), then scale to 0 through the scale subresource and wait for
+ *      its pods to go.
  *   3. Per volume, in the chosen order (ordinal by default): re-create the claim
  *      "<template>-<sts>-<ordinal>" from the template when it is missing, with selected-node =
  *      the node the volume was backed up from (it must still exist), wait for it to be Bound,
  *      then hand a restore VolumeTask to the agent of the PV's node and wait for it.
- *   4. Scale back to the recorded count and remove the annotation.
- * On failure after step 2 the StatefulSet stays at 0 (nothing runs on a half-restored set) and
- * the message says how to resume (run the same command again) or give up.
+ *   4. Scale back to the recorded count and remove the record.
+ * On failure after step 2 the StatefulSet stays at 0 (nothing runs on a half-restored set), a
+ * Warning Event RestoreFailed is posted on it, and the message says what failed and the two
+ * ways on: fix the cause and run the same command again (it resumes), or scale back by hand.
+ *
+ * Why a ConfigMap and not the StatefulSet (where versions before kept the count, in the
+ * annotation ordinal.dev/restore-replicas): writing an annotation needs `patch` on every
+ * StatefulSet of the cluster, far more than scaling does. The record lives in one object of
+ * the deployment's own namespace that the coordinator may read and patch by name, and nothing
+ * else. The old annotation is still read, so that a restore interrupted by an older version
+ * resumes; it is never written.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -51,42 +61,123 @@ static void nap(void)
     nanosleep(&ts, NULL);
 }
 
-static int patch_sts(struct rc *rc, const char *sub, cJSON *p, ord_err *e)
-{
-    _cleanup_(cJSON_Deletep) cJSON *patch = p;
+/* ConfigMaps are not in libordinal-common's table: only the restore record uses one. */
+static const struct kube_res RES_CONFIGMAPS = {"", "v1", "configmaps", true};
 
-    if (!patch)
+/* The component named in Events (source and reportingComponent). */
+#define EVENT_COMPONENT "ordinal-backup"
+
+/*
+ * The recorded replica count of this StatefulSet: 0 and *ret, -ENOENT when there is none, or
+ * another negative errno with e saying why it cannot be read.
+ */
+static int record_read(struct rc *rc, int32_t *ret, ord_err *e)
+{
+    _cleanup_(cJSON_Deletep) cJSON *cm = NULL;
+    char key[NAMES_LABEL_MAX + NAMES_SUBDOMAIN_MAX + 2];
+    int r;
+
+    cobj_restore_record_key(rc->sts, key, sizeof(key));
+    r = kube_get(rc->c, &RES_CONFIGMAPS, rc->ns, COBJ_RESTORE_RECORD, &cm, e);
+    if (r == KUBE_E_NOT_FOUND) {
+        err_clear(e);
+        return -ENOENT;
+    }
+    if (r < 0)
+        return err_wrap(e, r, "cannot read the restore record (ConfigMap %s/%s)", rc->ns,
+                        COBJ_RESTORE_RECORD);
+    r = cobj_restore_record_get(cm, key, ret);
+    if (r == -EINVAL)
+        return err_set(e, r,
+                       "key '%s' of ConfigMap %s/%s is not a replica count; set it to the "
+                       "StatefulSet's replica count before the restore, or remove it",
+                       key, rc->ns, COBJ_RESTORE_RECORD);
+    return r;
+}
+
+/*
+ * Records replicas (>= 0) for this StatefulSet, or removes the record (replicas < 0), by a
+ * merge patch of one key: records of other StatefulSets are left alone without any
+ * read-modify-write, and two restores of one StatefulSet never run together (repository
+ * lock). The ConfigMap comes with deploy/; when it is missing it is created, which the
+ * coordinator's own account may not do (it is refused with a message that says so).
+ */
+static int record_write(struct rc *rc, int32_t replicas, ord_err *e)
+{
+    char key[NAMES_LABEL_MAX + NAMES_SUBDOMAIN_MAX + 2], v[16];
+    int r;
+
+    cobj_restore_record_key(rc->sts, key, sizeof(key));
+    snprintf(v, sizeof(v), "%d", (int)replicas);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        _cleanup_(cJSON_Deletep) cJSON *p = cJSON_CreateObject(), *obj = NULL;
+        cJSON *data, *meta, *labels;
+
+        if (!p || !(data = json_ensure_object(p, "data")) ||
+            (replicas < 0 ? json_set_null(data, key) : json_set_string(data, key, v)) < 0)
+            return err_set(e, -ENOMEM, "out of memory");
+        r = kube_patch(rc->c, &RES_CONFIGMAPS, rc->ns, COBJ_RESTORE_RECORD, NULL, p, NULL, e);
+        if (r != KUBE_E_NOT_FOUND)
+            break;
+        if (replicas < 0) {
+            err_clear(e);
+            return 0; /* no ConfigMap, no record */
+        }
+        obj = cJSON_CreateObject();
+        if (!obj || json_set_string(obj, "apiVersion", "v1") < 0 ||
+            json_set_string(obj, "kind", "ConfigMap") < 0 ||
+            !(meta = json_ensure_object(obj, "metadata")) ||
+            json_set_string(meta, "name", COBJ_RESTORE_RECORD) < 0 ||
+            json_set_string(meta, "namespace", rc->ns) < 0 ||
+            !(labels = json_ensure_object(meta, "labels")) ||
+            json_set_string(labels, COBJ_LABEL_PART_OF, "ordinal") < 0 ||
+            !(data = json_ensure_object(obj, "data")) || json_set_string(data, key, v) < 0)
+            return err_set(e, -ENOMEM, "out of memory");
+        r = kube_create(rc->c, &RES_CONFIGMAPS, rc->ns, obj, NULL, e);
+        if (r == KUBE_E_FORBIDDEN)
+            return err_wrap(e, r,
+                            "ConfigMap %s/%s, where a restore records the replica count, is "
+                            "missing; apply deploy/ again (kubectl apply -k deploy/), which "
+                            "creates it",
+                            rc->ns, COBJ_RESTORE_RECORD);
+        if (r != KUBE_E_ALREADY_EXISTS)
+            break;
+    }
+    if (r < 0)
+        return err_wrap(e, r, "cannot %s the restore record (ConfigMap %s/%s, key '%s')",
+                        replicas < 0 ? "remove" : "write", rc->ns, COBJ_RESTORE_RECORD, key);
+    return 0;
+}
+
+/* Scales through the scale subresource: the only write the coordinator may make to a
+ * StatefulSet. */
+static int scale(struct rc *rc, int32_t replicas, ord_err *e)
+{
+    _cleanup_(cJSON_Deletep) cJSON *p = cJSON_CreateObject();
+    cJSON *spec;
+
+    if (!p || !(spec = json_ensure_object(p, "spec")) ||
+        json_set_int64(spec, "replicas", replicas) < 0)
         return err_set(e, -ENOMEM, "out of memory");
-    return kube_patch(rc->c, &KUBE_RES_STATEFULSETS, rc->sts->ns, rc->sts->name, sub, patch, NULL,
+    return kube_patch(rc->c, &KUBE_RES_STATEFULSETS, rc->sts->ns, rc->sts->name, "scale", p, NULL,
                       e);
 }
 
-static int set_annotation(struct rc *rc, int32_t replicas, ord_err *e)
+/* Posts a Warning Event on the StatefulSet. Best effort: a failure is a warning on stderr. */
+static void post_event(struct rc *rc, const struct cobj_sts *st, const char *reason,
+                       const char *message)
 {
-    cJSON *p = cJSON_CreateObject(), *meta, *ann;
-    char v[16];
+    _cleanup_(cJSON_Deletep) cJSON *ev = NULL;
+    ord_err e = {0};
+    int r;
 
-    snprintf(v, sizeof(v), "%d", (int)replicas);
-    if (!p || !(meta = json_ensure_object(p, "metadata")) ||
-        !(ann = json_ensure_object(meta, "annotations")) ||
-        (replicas < 0 ? json_set_null(ann, COBJ_ANN_RESTORE_REPLICAS)
-                      : json_set_string(ann, COBJ_ANN_RESTORE_REPLICAS, v)) < 0) {
-        cJSON_Delete(p);
-        return err_set(e, -ENOMEM, "out of memory");
-    }
-    return patch_sts(rc, NULL, p, e);
-}
-
-static int scale(struct rc *rc, int32_t replicas, ord_err *e)
-{
-    cJSON *p = cJSON_CreateObject(), *spec;
-
-    if (!p || !(spec = json_ensure_object(p, "spec")) ||
-        json_set_int64(spec, "replicas", replicas) < 0) {
-        cJSON_Delete(p);
-        return err_set(e, -ENOMEM, "out of memory");
-    }
-    return patch_sts(rc, "scale", p, e);
+    r = cobj_event_build("StatefulSet", "apps/v1", rc->sts->ns, rc->sts->name, st->uid, true,
+                         reason, message, EVENT_COMPONENT, &ev);
+    if (r >= 0)
+        r = kube_create(rc->c, &KUBE_RES_EVENTS, rc->sts->ns, ev, NULL, &e);
+    if (r < 0)
+        cli_warn("restore", "cannot post the Event %s on StatefulSet %s/%s: %s", reason,
+                 rc->sts->ns, rc->sts->name, err_msg(&e));
 }
 
 static int wait_pods_gone(struct rc *rc, ord_err *e)
@@ -259,6 +350,44 @@ static int pick_backup(struct repo *repo, const struct restore_cluster_args *a,
     return r;
 }
 
+/*
+ * The restore stopped with the StatefulSet held at 0: turns the cause in e into the message a
+ * person reads (what failed, what the volumes hold now, the two ways on) and posts it as a
+ * Warning Event RestoreFailed on the StatefulSet. failed is the volume being restored, or NULL
+ * when it stopped before or after the volumes; n_done of n volumes were restored.
+ */
+static void stopped(struct rc *rc, const struct cobj_sts *st, const char *id, int32_t replicas,
+                    const struct backup_volume *failed, size_t n_done, size_t n, int r, ord_err *e)
+{
+    char where[NAMES_SUBDOMAIN_MAX + 96], key[NAMES_LABEL_MAX + NAMES_SUBDOMAIN_MAX + 2];
+    char cause[ORD_ERR_MSG_MAX], msg[ORD_ERR_MSG_MAX + 1024];
+    const struct sts_ref *sts = rc->sts;
+
+    snprintf(cause, sizeof(cause), "%s", err_msg(e));
+    cobj_restore_record_key(sts, key, sizeof(key));
+    if (failed)
+        snprintf(where, sizeof(where), " at ordinal %d volume '%s' (%zu of %zu volumes restored before it)",
+                 (int)failed->ordinal, failed->template_name, n_done, n);
+    else if (n_done == n && n > 0)
+        snprintf(where, sizeof(where), " after restoring all %zu volumes", n);
+    else
+        snprintf(where, sizeof(where), " before restoring any volume");
+    /* The cause is cut so that the two ways on always fit (ORD_ERR_MSG_MAX, and the Event's
+     * 1 KiB); the whole of a task's message stays in its status. */
+    snprintf(msg, sizeof(msg),
+             "restore of backup %s into %s/%s stopped%s: %.300s. The StatefulSet stays at 0 "
+             "replicas, so nothing runs on a half-restored set (it had %d; recorded in "
+             "ConfigMap %s/%s). Either fix the cause and run the same restore again: it "
+             "resumes and scales back to %d. Or scale back by hand to the volumes as they are "
+             "(restored ones hold the backup, the rest their old data): kubectl -n %s scale "
+             "statefulset %s --replicas=%d && kubectl -n %s patch configmap %s --type=merge -p "
+             "'{\"data\":{\"%s\":null}}'",
+             id, sts->ns, sts->name, where, cause, (int)replicas, rc->ns, COBJ_RESTORE_RECORD,
+             (int)replicas, sts->ns, sts->name, (int)replicas, rc->ns, COBJ_RESTORE_RECORD, key);
+    post_event(rc, st, "RestoreFailed", msg);
+    err_set(e, r, "%s", msg);
+}
+
 int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *sts, ord_err *e)
 {
     _cleanup_(repo_closep) struct repo *repo = NULL;
@@ -272,7 +401,8 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
     struct rc rc = {.a = a, .sts = sts};
     char tag[ID_MAX], op[16];
     struct cluster_lock_ctx lc;
-    int32_t replicas;
+    const struct backup_volume *failed = NULL;
+    int32_t replicas = 0;
     size_t n = 0, n_mans = 0, n_done = 0;
     bool scaled = false;
     int r;
@@ -318,17 +448,44 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
             goto out;
     }
 
-    /* 2. Record, scale to 0, wait. */
-    replicas = st->restore_replicas >= 0 ? st->restore_replicas : st->replicas;
-    if (st->restore_replicas < 0 && (r = set_annotation(&rc, replicas, e)) < 0) {
-        err_wrap(e, r, "cannot record the replica count on the StatefulSet");
+    /* 2. Record, scale to 0, wait. A record (or, from an older version, the annotation)
+     * counts only while the StatefulSet is at 0: once someone scaled it back by hand, the
+     * record of the restore they gave up is stale and the current count is the one to keep. */
+    r = record_read(&rc, &replicas, e);
+    if (r < 0 && r != -ENOENT)
         goto out;
+    if (r == -ENOENT || st->replicas > 0) {
+        if (st->replicas == 0 && st->restore_replicas >= 0) {
+            replicas = st->restore_replicas;
+            cluster_progress("restore",
+                             "%s/%s is at 0 replicas with a restore recorded by an older "
+                             "ordinal-backup (annotation %s=%d): resuming it",
+                             sts->ns, sts->name, COBJ_ANN_RESTORE_REPLICAS, (int)replicas);
+        } else {
+            replicas = st->replicas;
+        }
+        r = record_write(&rc, replicas, e);
+        if (r < 0) {
+            err_wrap(e, r, "restore of %s/%s not started (nothing was changed)", sts->ns,
+                     sts->name);
+            goto out;
+        }
+    } else {
+        cluster_progress("restore",
+                         "%s/%s is at 0 replicas with a restore recorded in ConfigMap %s/%s: "
+                         "resuming it",
+                         sts->ns, sts->name, rc.ns, COBJ_RESTORE_RECORD);
     }
     scaled = true;
     cluster_progress("restore", "backup %s of %s/%s: scaling to 0 (replicas to restore: %d)", b.id,
                      sts->ns, sts->name, (int)replicas);
     r = scale(&rc, 0, e);
-    if (r < 0 || (r = wait_pods_gone(&rc, e)) < 0)
+    if (r < 0) {
+        err_wrap(e, r, "cannot scale %s/%s to 0", sts->ns, sts->name);
+        goto fail;
+    }
+    r = wait_pods_gone(&rc, e);
+    if (r < 0)
         goto fail;
 
     /* 3. Volume by volume. */
@@ -350,17 +507,18 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
         double t0 = cli_monotonic();
         struct vtask t;
 
+        failed = bv;
         r = claim_volume(&rc, sts_obj, bv->ordinal, bv->template_name, mans[i].node, pv, node, e);
         if (r >= 0)
             r = cluster_task_run(rc.c, rc.ns, true, tag, b.id, sts, bv->ordinal, bv->template_name,
                                  pv, node, a->task_timeout, task, sizeof(task), &t, e);
         if (r >= 0 && t.phase == VTASK_FAILED)
-            r = err_set(e, -EIO, "task '%s' failed: %s", task, t.message);
-        if (r < 0) {
-            err_wrap(e, r, "restoring ordinal %d volume '%s' (%zu of %zu volumes restored before)",
-                     (int)bv->ordinal, bv->template_name, i, n);
+            r = err_set(e, -EIO,
+                        "task '%s' failed (its status in 'kubectl -n %s get volumetask %s -o "
+                        "yaml'): %s",
+                        task, rc.ns, task, t.message);
+        if (r < 0)
             goto fail;
-        }
         cluster_progress("restore", "ordinal %d volume '%s' on node '%s': %s", (int)bv->ordinal,
                          bv->template_name, node, t.message);
         (void)kube_delete(rc.c, &KUBE_RES_VOLUMETASKS, rc.ns, task, NULL, NULL, NULL);
@@ -368,17 +526,27 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
         done[n_done].seconds = cli_monotonic() - t0;
         n_done++;
     }
+    failed = NULL;
 
-    /* 4. Scale back. */
+    /* 4. Scale back. Only here, after every selected volume was restored. */
     r = scale(&rc, replicas, e);
-    if (r < 0)
-        goto fail;
-    r = set_annotation(&rc, -1, e);
     if (r < 0) {
-        cli_warn("restore", "cannot remove the annotation %s: %s", COBJ_ANN_RESTORE_REPLICAS,
-                 err_msg(e));
+        err_wrap(e, r, "every volume was restored, but scaling %s/%s back to %d failed",
+                 sts->ns, sts->name, (int)replicas);
+        goto fail;
+    }
+    r = record_write(&rc, -1, e);
+    if (r < 0) {
+        cli_warn("restore", "%s", err_msg(e));
         err_clear(e);
     }
+    if (st->restore_replicas >= 0)
+        cli_warn("restore",
+                 "%s/%s still carries the annotation %s left by an older ordinal-backup; it is "
+                 "no longer used and this version may not remove it: kubectl -n %s annotate "
+                 "statefulset %s %s-",
+                 sts->ns, sts->name, COBJ_ANN_RESTORE_REPLICAS, sts->ns, sts->name,
+                 COBJ_ANN_RESTORE_REPLICAS);
     cluster_progress("restore", "backup %s of %s/%s restored; scaled back to %d", b.id, sts->ns,
                      sts->name, (int)replicas);
     if (a->json)
@@ -390,14 +558,7 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
 
 fail:
     if (scaled)
-        err_wrap(e, r,
-                 "restore of %s/%s stopped; the StatefulSet is left at 0 replicas (it had %d, "
-                 "recorded in its annotation %s). Fix the cause, then run the same command "
-                 "again: it resumes and scales back to %d. To give up instead: kubectl -n %s "
-                 "scale statefulset %s --replicas=%d && kubectl -n %s annotate statefulset %s "
-                 "%s-. What happened",
-                 sts->ns, sts->name, (int)replicas, COBJ_ANN_RESTORE_REPLICAS, (int)replicas,
-                 sts->ns, sts->name, (int)replicas, sts->ns, sts->name, COBJ_ANN_RESTORE_REPLICAS);
+        stopped(&rc, st, b.id, replicas, failed, n_done, n, r, e);
 out:
     for (size_t i = 0; mans && i < n_mans; i++)
         volume_manifest_free(&mans[i]);

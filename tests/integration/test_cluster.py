@@ -9,6 +9,8 @@ What is checked is what a user sees: exit codes and messages, VolumeTask objects
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +24,10 @@ from prov_cluster import Cluster, statefulset, storage_class  # noqa: E402
 
 NS = "ordinal-system"
 BACKUP = bin_path("ordinal-backup")
-CRD = os.path.join(source_dir(), "deploy", "crd-volumetask.yaml")
+DEPLOY = os.path.join(source_dir(), "deploy")
+CRD = os.path.join(DEPLOY, "crd-volumetask.yaml")
+KUBECTL = "/usr/bin/kubectl"  # the real one: what a person reads Events with
+RECORD = f"/api/v1/namespaces/{NS}/configmaps/ordinal-restores"
 TASKS = f"/apis/ordinal.dev/v1alpha1/namespaces/{NS}/volumetasks"
 
 
@@ -40,6 +45,11 @@ class ClusterMode:
         self.c.kubectl("apply", "-f", CRD)
         self.c.kubectl("create", "namespace", NS)
         wait_for(lambda: self.c.emu.api("GET", TASKS)[0] == 200, 20, "the VolumeTask resource")
+        # The coordinator runs with its own account's token and the RBAC of deploy/, so that a
+        # request deploy/ does not allow fails the test (issue 12: least privilege).
+        self.c.kubectl("apply", "-f", os.path.join(DEPLOY, "rbac-coordinator.yaml"),
+                       "-f", os.path.join(DEPLOY, "restore-record.yaml"))
+        self.coord_kubeconfig = self.account_kubeconfig("ordinal-coordinator")
         self.agent_args = list(agent_args)
         self.agents = {}
         self.agent_logs = {n: [] for n in self.c.nodes}
@@ -54,6 +64,32 @@ class ClusterMode:
             pv = self.c.pvs()[claim["spec"]["volumeName"]]
             self.vols[k] = {"path": pv["spec"]["hostPath"]["path"], "pv": pv["metadata"]["name"],
                             "node": pv["metadata"]["annotations"]["ordinal.dev/node"]}
+
+    def account_kubeconfig(self, sa):
+        """A copy of the emulator's kubeconfig with a token of ServiceAccount sa instead of the
+        admin's."""
+        token = self.c.kubectl("-n", NS, "create", "token", sa).stdout.strip()
+        path = os.path.join(self.c.base, f"kubeconfig-{sa}")
+        with open(self.c.emu.kubeconfig) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(re.sub(r"token: \S+", "token: " + token, text))
+        os.chmod(path, 0o600)
+        return path
+
+    def restore_args(self, *extra):
+        return ["restore", "--kubeconfig", self.coord_kubeconfig, "--statefulset", "default/web",
+                "--repo", self.repo, *extra]
+
+    def refused(self):
+        """Requests the emulator answered 403, by verb."""
+        return {verb: codes["403"] for verb, codes in self.c.emu.stats()["requests"].items()
+                if codes.get("403")}
+
+    def record(self):
+        """The restore record: ConfigMap ordinal-restores' data (None when it is gone)."""
+        status, body = self.c.emu.api("GET", RECORD)
+        return (body.get("data") or {}) if status == 200 else None
 
     def start_agent(self, node, *extra):
         p = Proc([BACKUP, "agent", "--kubeconfig", self.c.emu.kubeconfig, "--node-name", node,
@@ -223,8 +259,7 @@ class TestClusterBackup(unittest.TestCase):
         bid = json.loads(cm.backup(*cm.run_args("--json")).stdout)["id"]
         for k, v in cm.vols.items():
             write_volume(v["path"], seed=500 + k)
-        cp = cm.backup("restore", "--kubeconfig", cm.c.emu.kubeconfig, "--statefulset",
-                       "default/web", "--repo", cm.repo, "--json")
+        cp = cm.backup(*cm.restore_args("--json"))
         doc = json.loads(cp.stdout)
         self.assertEqual(doc["id"], bid)
         self.assertEqual([v["ordinal"] for v in doc["volumes"]], [0, 1, 2])
@@ -239,6 +274,9 @@ class TestClusterBackup(unittest.TestCase):
         self.assertEqual(sts["spec"]["replicas"], 3)
         self.assertNotIn("ordinal.dev/restore-replicas",
                          sts["metadata"].get("annotations", {}))
+        self.assertEqual(cm.record(), {})  # the key is gone, the ConfigMap stays
+        # The coordinator's own account (deploy/rbac-coordinator.yaml) was enough.
+        self.assertEqual(cm.refused(), {})
         cm.c.wait_pods_ready("web", 3)
 
     def test_4_restore_missing_claim(self):
@@ -253,8 +291,7 @@ class TestClusterBackup(unittest.TestCase):
         cm.c.kubectl("delete", "pvc", "data-web-1", "--wait=false")
         wait_for(lambda: old_pv not in cm.c.pvs() and not os.path.exists(cm.vols[1]["path"]),
                  60, "the PV and directory of data-web-1 to go")
-        cp = cm.backup("restore", "--kubeconfig", cm.c.emu.kubeconfig, "--statefulset",
-                       "default/web", "--repo", cm.repo, "--backup", bid, "--ordinals", "1")
+        cp = cm.backup(*cm.restore_args("--backup", bid, "--ordinals", "1"))
         self.assertIn(f"claim 'data-web-1' re-created on node '{cm.vols[1]['node']}'", cp.stderr)
         claim = cm.c.claims()["data-web-1"]
         pv = cm.c.pvs()[claim["spec"]["volumeName"]]
@@ -265,50 +302,134 @@ class TestClusterBackup(unittest.TestCase):
         cm.c.wait_pods_ready("web", 3)
         cm.vols[1]["pv"] = pv["metadata"]["name"]
 
+    def restore_failed_events(self):
+        """The RestoreFailed Events of default/web, read as a person would: the real kubectl."""
+        cp = subprocess.run([KUBECTL, "-n", "default", "get", "events", "-o", "json",
+                             "--field-selector", "involvedObject.kind=StatefulSet,"
+                             "involvedObject.name=web,reason=RestoreFailed"],
+                            env=self.cm.c.emu.env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        return json.loads(cp.stdout)["items"]
+
     def test_5_restore_failure_stops_at_zero_then_resumes(self):
+        """Issue 12, part 4: an ordinal whose restore fails (its object corrupted in the
+        repository) stops the restore with the StatefulSet held at 0, an Event RestoreFailed on
+        it and a message with the two ways on; the same command resumes once the cause is
+        fixed; giving up by hand works as the message says."""
         cm = self.cm
+        self.assertTrue(os.path.exists(KUBECTL), KUBECTL)
         good = cm.list_backups()[-1]["id"]
         want = {k: tree_hash(v["path"]) for k, v in cm.vols.items()}
         for k, v in cm.vols.items():
             write_volume(v["path"], seed=600 + k)
         bad = json.loads(cm.backup(*cm.run_args("--json")).stdout)["id"]
         obj = os.path.join(cm.repo, "backups", "default", "web", bad, "ordinal-2", "data.tar.zst")
+        saved = os.path.join(temp_dir("ordinal-saved-"), "data.tar.zst")
+        shutil.copyfile(obj, saved)
         with open(obj, "r+b") as f:
             f.seek(os.path.getsize(obj) // 2)
             f.write(b"\0garbage\0" * 8)
-        damaged2 = tree_hash(cm.vols[2]["path"])
-        cp = cm.backup("restore", "--kubeconfig", cm.c.emu.kubeconfig, "--statefulset",
-                       "default/web", "--repo", cm.repo, "--backup", bad, check=False)
+        after_bad = {k: tree_hash(v["path"]) for k, v in cm.vols.items()}
+        self.assertEqual(self.restore_failed_events(), [])
+        cp = cm.backup(*cm.restore_args("--backup", bad), check=False)
         self.assertEqual(cp.returncode, 1, cp.stderr)
-        self.assertIn("the StatefulSet is left at 0 replicas (it had 3", cp.stderr)
-        self.assertIn("run the same command again: it resumes and scales back to 3", cp.stderr)
-        self.assertIn("restoring ordinal 2 volume 'data' (2 of 3 volumes restored before)",
-                      cp.stderr)
-        self.assertIn("the stored object failed its check", cp.stderr)
+        err = cp.stderr
+        # What failed, where, and what the volumes hold now.
+        self.assertIn(f"restore of backup {bad} into default/web stopped at ordinal 2 volume "
+                      "'data' (2 of 3 volumes restored before it)", err)
+        self.assertIn("the stored object failed its check", err)
+        self.assertIn("The StatefulSet stays at 0 replicas, so nothing runs on a half-restored "
+                      "set (it had 3; recorded in ConfigMap ordinal-system/ordinal-restores)", err)
+        # The two ways on.
+        self.assertIn("Either fix the cause and run the same restore again: it resumes and "
+                      "scales back to 3.", err)
+        self.assertIn("Or scale back by hand to the volumes as they are (restored ones hold the "
+                      "backup, the rest their old data): kubectl -n default scale statefulset "
+                      "web --replicas=3 && kubectl -n ordinal-system patch configmap "
+                      "ordinal-restores --type=merge -p '{\"data\":{\"default.web\":null}}'", err)
+        self.assertNotIn("scaled back", err)
         sts = self.sts()
         self.assertEqual(sts["spec"]["replicas"], 0)
-        self.assertEqual(sts["metadata"]["annotations"]["ordinal.dev/restore-replicas"], "3")
-        self.assertEqual(tree_hash(cm.vols[2]["path"]), damaged2, "ordinal 2 was changed")
-        # Run again with the good backup: it resumes and scales back to the recorded 3.
-        cp = cm.backup("restore", "--kubeconfig", cm.c.emu.kubeconfig, "--statefulset",
-                       "default/web", "--repo", cm.repo, "--backup", good)
+        self.assertNotIn("ordinal.dev/restore-replicas", sts["metadata"].get("annotations", {}))
+        self.assertEqual(cm.record(), {"default.web": "3"})
+        self.assertEqual(tree_hash(cm.vols[2]["path"]), after_bad[2], "ordinal 2 was changed")
+        self.assertEqual(tree_hash(cm.vols[0]["path"]), after_bad[0])  # the same data as before
+        # The Event on the StatefulSet says the same.
+        events = self.restore_failed_events()
+        self.assertEqual(len(events), 1, events)
+        ev = events[0]
+        self.assertEqual(ev["type"], "Warning")
+        self.assertEqual(ev["involvedObject"]["uid"], sts["metadata"]["uid"])
+        self.assertEqual(ev["source"]["component"], "ordinal-backup")
+        line = err.strip().splitlines()[-1]
+        self.assertIn(ev["message"], line)
+        self.assertIn("kubectl -n default scale statefulset web --replicas=3", ev["message"])
+        self.assertLessEqual(len(ev["message"].encode()), 1024)
+        out = subprocess.run([KUBECTL, "-n", "default", "get", "events"], env=cm.c.emu.env,
+                             capture_output=True, text=True, timeout=60).stdout
+        self.assertRegex(out, r"Warning\s+RestoreFailed\s+statefulset/web\s+restore of backup")
+        # Nothing scaled it up meanwhile.
+        self.assertEqual(self.sts()["spec"]["replicas"], 0)
+        self.assertEqual([p for p in cm.c.api_list("/api/v1/namespaces/default/pods")
+                          if p["metadata"]["name"].startswith("web-")], [])
+
+        # Fix the cause (the object back as it was), run the same command: it resumes and
+        # scales back to the recorded 3.
+        shutil.copyfile(saved, obj)
+        cp = cm.backup(*cm.restore_args("--backup", bad))
+        self.assertIn("is at 0 replicas with a restore recorded in ConfigMap "
+                      "ordinal-system/ordinal-restores: resuming it", cp.stderr)
         self.assertIn("scaled back to 3", cp.stderr)
         for k, v in cm.vols.items():
-            self.assertEqual(tree_hash(v["path"]), want[k], f"ordinal {k}")
+            self.assertEqual(tree_hash(v["path"]), after_bad[k], f"ordinal {k}")
         self.assertEqual(self.sts()["spec"]["replicas"], 3)
+        self.assertEqual(cm.record(), {})
         cm.c.wait_pods_ready("web", 3)
 
-        # Fail again, then give up as the message says: scale back by hand, drop the annotation.
-        cp = cm.backup("restore", "--kubeconfig", cm.c.emu.kubeconfig, "--statefulset",
-                       "default/web", "--repo", cm.repo, "--backup", bad, check=False)
+        # Fail again (the good backup this time, damaged), then give up as the message says:
+        # its two commands scale back by hand and drop the record.
+        obj = os.path.join(cm.repo, "backups", "default", "web", good, "ordinal-2", "data.tar.zst")
+        with open(obj, "r+b") as f:
+            f.seek(os.path.getsize(obj) // 2)
+            f.write(b"\0garbage\0" * 8)
+        cp = cm.backup(*cm.restore_args("--backup", good), check=False)
         self.assertEqual(cp.returncode, 1, cp.stderr)
-        give_up = re.search(r"To give up instead: (kubectl .*?) && (kubectl .*?)\. What", cp.stderr)
+        self.assertEqual(len(self.restore_failed_events()), 2)
+        give_up = re.search(r"their old data\): (kubectl .*?) && (kubectl .*)$", cp.stderr.strip())
         self.assertIsNotNone(give_up, cp.stderr)
         for cmd in give_up.groups():
-            cm.c.kubectl(*cmd.split()[1:])
+            cm.c.kubectl(*shlex.split(cmd)[1:])
         sts = self.sts()
         self.assertEqual(sts["spec"]["replicas"], 3)
-        self.assertNotIn("ordinal.dev/restore-replicas", sts["metadata"].get("annotations", {}))
+        self.assertEqual(cm.record(), {})
+        for k in (0, 1):
+            self.assertEqual(tree_hash(cm.vols[k]["path"]), want[k], f"ordinal {k}")
+        self.assertEqual(tree_hash(cm.vols[2]["path"]), after_bad[2])
+        self.assertEqual(cm.refused(), {})
+        cm.c.wait_pods_ready("web", 3)
+
+    def test_7_resume_a_restore_of_an_older_version(self):
+        """A restore interrupted by a version that kept the count in the StatefulSet's
+        annotation: the StatefulSet is at 0 with ordinal.dev/restore-replicas=3 and no record.
+        This version resumes from the annotation, scales back to 3, never writes the
+        annotation, and says how to remove it (it may not)."""
+        cm = self.cm
+        bid = json.loads(cm.backup(*cm.run_args("--json")).stdout)["id"]
+        cm.c.kubectl("annotate", "statefulset", "web", "ordinal.dev/restore-replicas=3")
+        cm.c.kubectl("scale", "statefulset", "web", "--replicas=0")
+        cp = cm.backup(*cm.restore_args("--backup", bid))
+        self.assertIn("is at 0 replicas with a restore recorded by an older ordinal-backup "
+                      "(annotation ordinal.dev/restore-replicas=3): resuming it", cp.stderr)
+        self.assertIn("scaled back to 3", cp.stderr)
+        self.assertIn("still carries the annotation ordinal.dev/restore-replicas left by an "
+                      "older ordinal-backup; it is no longer used and this version may not "
+                      "remove it: kubectl -n default annotate statefulset web "
+                      "ordinal.dev/restore-replicas-", cp.stderr)
+        sts = self.sts()
+        self.assertEqual(sts["spec"]["replicas"], 3)
+        self.assertEqual(cm.record(), {})
+        self.assertEqual(cm.refused(), {})
+        cm.c.kubectl("annotate", "statefulset", "web", "ordinal.dev/restore-replicas-")
         cm.c.wait_pods_ready("web", 3)
 
     def test_6_lock_of_a_gone_coordinator_pod(self):
@@ -426,6 +547,117 @@ class TestClusterKills(unittest.TestCase):
         self.assertEqual([b["id"] for b in cm.list_backups()], [doc["id"]])
         cm.backup("verify", "--repo", cm.repo)
 
+
+    def test_coordinator_killed_mid_restore(self):
+        """A restore killed while it holds the StatefulSet at 0: running it again finds the
+        recorded count in ConfigMap ordinal-restores and scales back to it (issue 12)."""
+        cm = self.cm
+        want = {k: tree_hash(v["path"]) for k, v in cm.vols.items()}
+        bid = json.loads(cm.backup(*cm.run_args("--json"), timeout=240).stdout)["id"]
+        for k, v in cm.vols.items():
+            write_volume(v["path"], seed=700 + k, size=4096)
+        # Without agents the restore waits on its first task, held at 0: kill it there.
+        for n in cm.c.nodes:
+            self.assertEqual(cm.agents[n].terminate(), 0, cm.agent_log(n))
+        restore = Proc([BACKUP, *cm.restore_args("--backup", bid)], env=cm.c.emu.env,
+                       name="restore-1", log_dir=cm.c.base)
+        wait_for(lambda: [t for t in cm.tasks() if t["spec"]["action"] == "restore"]
+                 or not restore.running(), 120, "the first restore task")
+        self.assertTrue(restore.running(), restore.log())
+        self.assertEqual(cm.record(), {"default.web": "3"})
+        self.assertEqual(json.loads(cm.c.kubectl("get", "statefulset", "web", "-o", "json")
+                                    .stdout)["spec"]["replicas"], 0)
+        restore.kill9()
+        for n in cm.c.nodes:
+            cm.start_agent(n)
+        cp = cm.backup(*cm.restore_args("--backup", bid), timeout=240)
+        self.assertIn("is at 0 replicas with a restore recorded in ConfigMap "
+                      "ordinal-system/ordinal-restores: resuming it", cp.stderr)
+        self.assertIn("scaled back to 3", cp.stderr)
+        for k, v in cm.vols.items():
+            self.assertEqual(tree_hash(v["path"]), want[k], f"ordinal {k}")
+        self.assertEqual(json.loads(cm.c.kubectl("get", "statefulset", "web", "-o", "json")
+                                    .stdout)["spec"]["replicas"], 3)
+        self.assertEqual(cm.record(), {})
+        self.assertEqual(cm.refused(), {})
+        cm.c.wait_pods_ready("web", 3)
+
+
+class TestAgentTokenRotation(unittest.TestCase):
+    """The agent as the DaemonSet runs it: in-cluster configuration from a service-account
+    directory laid out as the kubelet lays out a projected volume (..data -> a timestamped
+    directory, token/ca.crt/namespace symlinks through it), with a token of ordinal-agent and
+    only deploy/rbac-agent.yaml's rights. The token is rotated mid-run, and the old one revoked
+    (its ServiceAccount re-created): the agent keeps working with the new one."""
+
+    def setUp(self):
+        self.cm = ClusterMode()
+
+    def tearDown(self):
+        self.cm.close()
+
+    def project(self, sa_dir, n):
+        """Writes a fresh token of ordinal-agent the way the kubelet's atomic writer does;
+        returns the token."""
+        cm = self.cm
+        token = cm.c.kubectl("-n", NS, "create", "token", "ordinal-agent").stdout.strip()
+        d = f"..2026_12_04_00_00_0{n}.{n:09d}"
+        os.makedirs(os.path.join(sa_dir, d))
+        for name, text in (("token", token), ("namespace", NS)):
+            with open(os.path.join(sa_dir, d, name), "w") as f:
+                f.write(text)
+        shutil.copyfile(cm.c.emu.ca_file, os.path.join(sa_dir, d, "ca.crt"))
+        os.symlink(d, os.path.join(sa_dir, "..data_tmp"))
+        os.rename(os.path.join(sa_dir, "..data_tmp"), os.path.join(sa_dir, "..data"))
+        for name in ("token", "namespace", "ca.crt"):
+            if not os.path.islink(os.path.join(sa_dir, name)):
+                os.symlink(f"..data/{name}", os.path.join(sa_dir, name))
+        return token
+
+    def test_token_rotated_mid_run(self):
+        cm = self.cm
+        rbac = os.path.join(DEPLOY, "rbac-agent.yaml")
+        cm.c.kubectl("apply", "-f", rbac)
+        node = "node-a"
+        self.assertEqual(cm.agents[node].terminate(), 0, cm.agent_log(node))
+        sa_dir = os.path.join(cm.c.base, "serviceaccount")
+        os.makedirs(sa_dir)
+        old = self.project(sa_dir, 1)
+        home = temp_dir("ordinal-agent-home-")  # no ~/.kube/config: in-cluster or nothing
+        env = {k: v for k, v in cm.c.emu.env.items() if k != "KUBECONFIG"}
+        env.update(HOME=home, KUBERNETES_SERVICE_HOST=cm.c.emu.host,
+                   KUBERNETES_SERVICE_PORT=str(cm.c.emu.port), ORDINAL_SA_DIR=sa_dir)
+        p = Proc([BACKUP, "agent", "--node-name", node, "--root", cm.c.roots[node],
+                  "--repo", cm.repo, "--log-level", "debug",
+                  "--health-file", cm.health_file(node)],
+                 env=env, name=f"agent-{node}-in-cluster", log_dir=cm.c.base)
+        cm.agents[node] = p
+        cm.agent_logs[node].append(p)
+        wait_for(lambda: "serving node" in p.log() or not p.running(), 30, "the agent to start")
+        self.assertTrue(p.running(), p.log())
+        self.assertIn("VolumeTasks in namespace 'ordinal-system'", p.log())  # from the SA dir
+
+        def backup_all():
+            doc = json.loads(cm.backup(*cm.run_args("--json")).stdout)
+            self.assertEqual(sorted(v["ordinal"] for v in doc["volumes"]), [0, 1, 2])
+            return doc["id"]
+
+        self.assertTrue(any(v["node"] == node for v in cm.vols.values()))
+        first = backup_all()
+        # Rotation: a new token in the projected directory, and the old one revoked.
+        cm.c.kubectl("-n", NS, "delete", "serviceaccount", "ordinal-agent")
+        cm.c.kubectl("apply", "-f", rbac)
+        status, _ = cm.c.emu.api("GET", TASKS, token=old)
+        self.assertEqual(status, 401, "the old token should be refused now")
+        self.project(sa_dir, 2)
+        second = backup_all()
+        self.assertNotEqual(first, second)
+        self.assertTrue(p.running(), p.log())
+        for k, v in cm.vols.items():
+            if v["node"] == node:
+                self.assertIn(f"-{k}-data': backing up ordinal {k}", p.log())
+        cm.backup("verify", "--repo", cm.repo, "--backup", second)
+        self.assertEqual(cm.refused(), {})
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
