@@ -85,18 +85,30 @@ def parse_json_stream(text):
         out.extend(obj["items"] if obj.get("kind") == "List" else [obj])
 
 
-def kustomize_with_device_backend():
-    """deploy/ copied with the `components:` lines uncommented, as docs/install.md says."""
-    tmp = os.path.join(temp_dir("deploy-device-"), "deploy")
+def kustomize_with(*components):
+    """deploy/ copied with the commented `components:` line and the lines of the given
+    Components uncommented, as docs/install.md says."""
+    tmp = os.path.join(temp_dir("deploy-components-"), "deploy")
     shutil.copytree(DEPLOY, tmp)
     path = os.path.join(tmp, "kustomization.yaml")
     with open(path) as f:
         text = f.read()
-    new = text.replace("# components:\n# - device-backend", "components:\n- device-backend")
-    assert new != text, "deploy/kustomization.yaml lost its commented device-backend Component lines"
+    new = text.replace("\n# components:\n", "\ncomponents:\n")
+    for c in components:
+        new = re.sub(rf"(?m)^# - {c}\b", f"- {c}", new)
+        assert re.search(rf"(?m)^- {c}\b", new), \
+            f"deploy/kustomization.yaml lost its commented {c} Component line"
     with open(path, "w") as f:
         f.write(new)
     return tmp
+
+
+def kustomize_with_device_backend():
+    return kustomize_with("device-backend")
+
+
+def daemonsets(objs):
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] == "DaemonSet"}
 
 
 def containers(obj):
@@ -138,7 +150,8 @@ class DryRun(unittest.TestCase):
     def test_every_manifest_file(self):
         files = manifest_files()
         names = {os.path.relpath(f, DEPLOY) for f in files}
-        for expected in ("daemonset.yaml", "rbac-agent.yaml", "examples/backup-cronjob.yaml",
+        for expected in ("daemonset.yaml", "daemonset-agent.yaml", "restore-record.yaml",
+                         "rbac-agent.yaml", "examples/backup-cronjob.yaml",
                          "examples/restore-job.yaml", "examples/volumetask.yaml",
                          "examples/storageclass-device.yaml"):
             self.assertIn(expected, names)
@@ -160,8 +173,9 @@ class DryRun(unittest.TestCase):
         docs = split_documents(out)
         kinds = [doc_kind(d) for d in docs]
         for kind in ("Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-                     "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Secret", "DaemonSet"):
+                     "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "DaemonSet"):
             self.assertIn(kind, kinds)
+        self.assertNotIn("Secret", kinds)  # no never-expiring token Secret (issue 12)
         rest = [d for d in docs if doc_kind(d) not in ("Namespace", "CustomResourceDefinition")]
         self.dry_run(f"kubectl kustomize {directory}", text="---\n".join(rest))
         return parse_json_stream(self.emu.kubectl(
@@ -169,24 +183,51 @@ class DryRun(unittest.TestCase):
 
     def test_kustomize_install(self):
         objs = self.check_kustomization(DEPLOY)
-        ds = [o for o in objs if o["kind"] == "DaemonSet"][0]
-        cs, _ = containers(ds)
+        ds = daemonsets(objs)
+        self.assertEqual(set(ds), {"ordinal-node", "ordinal-agent"})
+        cs, _ = containers(ds["ordinal-node"])
         self.assertNotIn("--device-dir=/dev/disk/ordinal", cs["provisioner"]["args"])
+        restores = [o for o in objs if o["kind"] == "ConfigMap"
+                    and o["metadata"]["name"] == "ordinal-restores"]
+        self.assertEqual(len(restores), 1)
+        self.assertNotIn("data", restores[0])  # re-applying keeps the records of restores
 
     def test_kustomize_install_with_device_backend(self):
         objs = self.check_kustomization(kustomize_with_device_backend())
-        ds = [o for o in objs if o["kind"] == "DaemonSet"][0]
-        cs, pod = containers(ds)
+        ds = daemonsets(objs)
+        cs, _ = containers(ds["ordinal-node"])
         self.assertIn("--device-dir=/dev/disk/ordinal", cs["provisioner"]["args"])
-        vols = {v["name"]: v for v in pod["volumes"]}
-        self.assertEqual(vols["dev"]["hostPath"]["path"], "/dev")
-        for name in ("provisioner", "agent"):
+        for dsname, name in (("ordinal-node", "provisioner"), ("ordinal-agent", "agent")):
+            cs, pod = containers(ds[dsname])
+            vols = {v["name"]: v for v in pod["volumes"]}
+            self.assertEqual(vols["dev"]["hostPath"]["path"], "/dev")
             sc = cs[name]["securityContext"]
             self.assertTrue(sc.get("privileged"), name)
             # The real server refuses privileged together with allowPrivilegeEscalation false
             # (ValidateSecurityContext); the emulator does not check pod templates that deep.
             self.assertNotEqual(sc.get("allowPrivilegeEscalation"), False, name)
             self.assertIn("/dev", [m["mountPath"] for m in cs[name]["volumeMounts"]])
+
+    def test_kustomize_install_with_restore_capabilities(self):
+        """The opt-in Component adds MKNOD and SYS_ADMIN to the agent, and only to it; with the
+        device backend as well, the agent is privileged and carries no capability list."""
+        plain = {"DAC_OVERRIDE", "CHOWN", "FOWNER", "FSETID", "SETFCAP"}
+        objs = self.check_kustomization(kustomize_with("restore-capabilities"))
+        ds = daemonsets(objs)
+        agent, _ = containers(ds["ordinal-agent"])
+        sc = agent["agent"]["securityContext"]
+        self.assertEqual(set(sc["capabilities"]["add"]), plain | {"MKNOD", "SYS_ADMIN"})
+        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+        self.assertIs(sc["allowPrivilegeEscalation"], False)
+        self.assertNotIn("privileged", sc)
+        prov, _ = containers(ds["ordinal-node"])
+        self.assertEqual(set(prov["provisioner"]["securityContext"]["capabilities"]["add"]),
+                         {"DAC_OVERRIDE", "FOWNER"})
+        objs = self.check_kustomization(kustomize_with("restore-capabilities", "device-backend"))
+        agent, _ = containers(daemonsets(objs)["ordinal-agent"])
+        sc = agent["agent"]["securityContext"]
+        self.assertTrue(sc["privileged"])
+        self.assertNotIn("capabilities", sc)
 
     def test_kustomization_lists_every_install_file(self):
         with open(deploy_path("kustomization.yaml")) as f:
@@ -197,7 +238,8 @@ class DryRun(unittest.TestCase):
     def test_pod_templates_pass_strict_pod_validation(self):
         # The emulator checks a Pod's containers strictly (unknown fields are refused with
         # fieldValidation=Strict), but not the templates inside DaemonSets, Jobs and CronJobs.
-        for f in ("daemonset.yaml", "examples/backup-cronjob.yaml", "examples/restore-job.yaml"):
+        for f in ("daemonset.yaml", "daemonset-agent.yaml", "examples/backup-cronjob.yaml",
+                  "examples/restore-job.yaml"):
             obj = parse_json_stream(self.emu.kubectl(
                 "create", "--dry-run=client", "-o", "json", "-f", deploy_path(f)).stdout)[0]
             _, pod_spec = containers(obj)
@@ -248,6 +290,8 @@ class Installed(unittest.TestCase):
                       for sa in ("ordinal-provisioner", "ordinal-agent", "ordinal-coordinator")}
         cls.ds = json.loads(cls.emu.kubectl("-n", NS, "get", "daemonset", "ordinal-node",
                                             "-o", "json").stdout)
+        cls.agent_ds = json.loads(cls.emu.kubectl("-n", NS, "get", "daemonset", "ordinal-agent",
+                                                  "-o", "json").stdout)
 
     @classmethod
     def tearDownClass(cls):
@@ -317,8 +361,11 @@ class Installed(unittest.TestCase):
         self.check_table("ordinal-agent", allowed, denied)
 
     def test_coordinator_rbac(self):
-        allowed = [(v, "statefulsets.apps", "default", None) for v in ("get", "list", "watch", "patch")]
+        # StatefulSets: read, and scale through the scale subresource; nothing else (issue 12).
+        allowed = [("get", "statefulsets.apps", "default", None)]
         allowed += [(v, "statefulsets.apps", "default", "scale") for v in ("get", "update", "patch")]
+        allowed += [("create", "events", "default", None)]
+        allowed += [(v, "configmaps/ordinal-restores", NS, None) for v in ("get", "patch")]
         allowed += [(v, "persistentvolumeclaims", "default", None) for v in ("get", "list", "watch", "create")]
         allowed += [("list", "pods", "default", None), ("watch", "pods", "default", None)]
         allowed += [(v, "persistentvolumes", None, None) for v in ("get", "list")]
@@ -327,6 +374,19 @@ class Installed(unittest.TestCase):
                     for v in ("create", "get", "list", "watch", "delete")]
         denied = [("delete", "statefulsets.apps", "default", None),
                   ("create", "statefulsets.apps", "default", None),
+                  ("patch", "statefulsets.apps", "default", None),
+                  ("update", "statefulsets.apps", "default", None),
+                  ("list", "statefulsets.apps", "default", None),
+                  ("watch", "statefulsets.apps", "default", None),
+                  ("patch", "statefulsets.apps", "default", "status"),
+                  # the repository settings the agents read are out of reach
+                  ("patch", "configmaps/ordinal-backup", NS, None),
+                  ("update", "configmaps/ordinal-backup", NS, None),
+                  ("delete", "configmaps/ordinal-backup", NS, None),
+                  ("delete", "configmaps/ordinal-restores", NS, None),
+                  ("create", "configmaps", NS, None),
+                  ("get", "configmaps/ordinal-restores", "default", None),
+                  ("patch", "events", "default", None),
                   ("delete", "persistentvolumeclaims", "default", None),
                   ("update", "persistentvolumeclaims", "default", None),
                   ("delete", "persistentvolumes", None, None),
@@ -344,31 +404,42 @@ class Installed(unittest.TestCase):
         self.assertIn('persistentvolumes "pvc-anything" is forbidden: User '
                       '"system:serviceaccount:ordinal-system:ordinal-agent" cannot delete resource '
                       '"persistentvolumes" in API group "" at the cluster scope', cp.stderr)
-        cp = self.emu.kubectl("-n", NS, "get", "secret", "ordinal-agent-token",
+        cp = self.emu.kubectl("-n", NS, "get", "secret", "ordinal-s3-credentials",
                               "--token", self.tokens["ordinal-provisioner"], check=False)
         self.assertIn("forbidden", cp.stderr)
 
     def test_each_container_has_its_own_account(self):
-        cs, pod = containers(self.ds)
-        self.assertEqual(pod["serviceAccountName"], "ordinal-provisioner")
-        self.assertIs(pod["automountServiceAccountToken"], False)
-        vols = {v["name"]: v for v in pod["volumes"]}
+        """Each DaemonSet runs as its own account and mounts that account's projected, expiring
+        token (no never-expiring Secret token, issue 12)."""
         sa_path = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-        def token_volume(c):
-            return [m["name"] for m in c["volumeMounts"] if m["mountPath"] == sa_path]
-
-        self.assertEqual(token_volume(cs["provisioner"]), ["provisioner-token"])
-        self.assertIn("serviceAccountToken", vols["provisioner-token"]["projected"]["sources"][0])
-        self.assertEqual(token_volume(cs["agent"]), ["agent-token"])
-        secret = vols["agent-token"]["secret"]["secretName"]
-        s = json.loads(self.emu.kubectl("-n", NS, "get", "secret", secret, "-o", "json").stdout)
-        self.assertEqual(s["type"], "kubernetes.io/service-account-token")
-        self.assertEqual(s["metadata"]["annotations"]["kubernetes.io/service-account.name"], "ordinal-agent")
+        for ds, sa, container in ((self.ds, "ordinal-provisioner", "provisioner"),
+                                  (self.agent_ds, "ordinal-agent", "agent")):
+            cs, pod = containers(ds)
+            with self.subTest(daemonset=ds["metadata"]["name"]):
+                self.assertEqual(set(cs), {container})
+                self.assertEqual(pod["serviceAccountName"], sa)
+                self.assertIs(pod["automountServiceAccountToken"], False)
+                vols = {v["name"]: v for v in pod["volumes"]}
+                mounts = [m["name"] for m in cs[container]["volumeMounts"]
+                          if m["mountPath"] == sa_path]
+                self.assertEqual(len(mounts), 1)
+                sources = vols[mounts[0]]["projected"]["sources"]
+                tok = [s["serviceAccountToken"] for s in sources if "serviceAccountToken" in s]
+                self.assertEqual(len(tok), 1)
+                self.assertEqual(tok[0]["path"], "token")
+                self.assertLessEqual(tok[0]["expirationSeconds"], 3607)
+                self.assertNotIn("secret", vols[mounts[0]])
+        # No token Secret of any kind is installed.
+        secrets = json.loads(self.emu.kubectl("-n", NS, "get", "secrets", "-o", "json").stdout)["items"]
+        self.assertEqual([s["metadata"]["name"] for s in secrets
+                          if s.get("type") == "kubernetes.io/service-account-token"], [])
 
     def test_daemonset_privileges_and_resources(self):
         cs, pod = containers(self.ds)
-        self.assertEqual(set(cs), {"provisioner", "agent"})
+        acs, apod = containers(self.agent_ds)
+        self.assertEqual(set(cs), {"provisioner"})
+        self.assertEqual(set(acs), {"agent"})
+        cs.update(acs)
         caps = {"provisioner": {"DAC_OVERRIDE", "FOWNER"},
                 "agent": {"DAC_OVERRIDE", "CHOWN", "FOWNER", "FSETID", "SETFCAP"}}
         for name, c in cs.items():
@@ -390,9 +461,10 @@ class Installed(unittest.TestCase):
                     self.assertIn(f"/run/ordinal/{name}.health", cmd)
                     self.assertIn("-mmin -1", cmd)
                 self.assertIn(f"--health-file=/run/ordinal/{name}.health", c["args"])
-        vols = {v["name"]: v for v in pod["volumes"]}
-        self.assertEqual(vols["root"]["hostPath"]["path"], "/var/lib/ordinal")
-        self.assertNotIn("dev", vols)  # only with the device-backend Component
+        for p in (pod, apod):
+            vols = {v["name"]: v for v in p["volumes"]}
+            self.assertEqual(vols["root"]["hostPath"]["path"], "/var/lib/ordinal")
+            self.assertNotIn("dev", vols)  # only with the device-backend Component
         # DESIGN §7: provisioner RSS <= 16 MiB, backup peak <= 64 MiB: requests cover the
         # targets, limits leave headroom.
         mib = {"Mi": 1, "Gi": 1024}
@@ -563,7 +635,8 @@ class Programs(unittest.TestCase):
             ("device-backend provisioner",
              self.args_of(deploy_path("device-backend", "daemonset-device.yaml"), "provisioner"),
              ("ordinal-provisioner",)),
-            ("daemonset agent", self.args_of(ds, "agent")[1:], ("ordinal-backup", "agent")),
+            ("daemonset agent", self.args_of(deploy_path("daemonset-agent.yaml"), "agent")[1:],
+             ("ordinal-backup", "agent")),
             ("backup cronjob", self.args_of(deploy_path("examples", "backup-cronjob.yaml"), "run")[1:],
              ("ordinal-backup", "run")),
             ("restore job", self.args_of(deploy_path("examples", "restore-job.yaml"), "restore")[1:],
