@@ -185,12 +185,13 @@ class S3Test(unittest.TestCase):
         self.assertClean()
 
     def seed_backups(self, doc, sts, ids, extra_keys=0):
-        """Complete backups of sts (backup.json only, plus extra_keys objects in the last one),
-        written straight into s3rver."""
+        """Complete backups of sts (backup.json only, holding doc's volumes, plus extra_keys
+        objects in the last one), written straight into s3rver. The backup.json must parse:
+        prune keeps a backup whose backup.json is damaged."""
         for bid in ids:
             t = "%s-%s-%sT%s:%s:%sZ" % (bid[0:4], bid[4:6], bid[6:8], bid[9:11], bid[11:13],
                                         bid[13:15])
-            d = dict(doc, id=bid, statefulset=sts, volumes=[], time=t)
+            d = dict(doc, id=bid, statefulset=sts, time=t)
             base = "%s/backups/%s/%s" % (self.prefix, sts, bid)
             self.peer.put_raw(base + "/backup.json", json.dumps(d).encode())
         for i in range(extra_keys):
