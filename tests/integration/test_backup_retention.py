@@ -10,7 +10,8 @@ hold only its own ordinals. Two nodes are two --root directories with different 
 - list shows the node that made each backup;
 - restore without --backup takes each volume from the newest backup that holds it, so each
   node restores its own ordinals whichever node backed up last;
-- restore never advises `mkdir -p` for a volume that lives on another node: it names that node.
+- restore never advises `mkdir -p` for a volume that lives on another node: it names that node;
+- a backup whose backup.json is damaged is kept by prune and stops latest, both saying so.
 """
 
 import json
@@ -116,6 +117,25 @@ class TwoNodes(unittest.TestCase):
         self.assertEqual(out["id"], b1)
         self.assertEqual(hashes(self.b.vols), before)
 
+    def test_damaged_backup_is_kept_and_named(self):
+        """A backup.json that does not parse: which volumes it holds is unknown, so prune keeps
+        it (and says so) and latest refuses rather than guess."""
+        a1 = self.a.backup()
+        self.b.backup()
+        self.a.backup()
+        path = os.path.join(self.repo, "backups", "default", "web", a1, "backup.json")
+        with open(path, "w") as f:
+            f.write("{ not json")
+        p = self.prune("--keep-last", "1", "--json")
+        doc = json.loads(p.stdout)
+        self.assertIn(a1, [x["id"] for x in doc["kept"]])
+        self.assertEqual(doc["removed"], [])
+        self.assertIn(f"backup '{a1}' of default/web is damaged", p.stderr)
+        self.assertIn("it is kept", p.stderr)
+        p = self.a.restore(check=1)
+        self.assertIn(f"backup '{a1}' of default/web is damaged", p.stderr)
+        self.assertIn("--backup", p.stderr)
+
     def test_list_shows_the_node(self):
         a1 = self.a.backup()
         b1 = self.b.backup()
@@ -159,21 +179,27 @@ class TwoNodes(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.b.root, "default/web/0")))
 
     def test_latest_mixes_backups_of_one_node(self):
-        """Node-a's newest backup holds ordinal 0 only: ordinal 2 comes from the one before."""
-        a1 = self.a.backup()
-        two = hashes({k: v for k, v in self.a.vols.items() if k[0] == 2})
-        a2 = self.a.run("backup", "--root", self.a.root, "--repo", self.repo, "--statefulset",
-                        STS, "--ordinals", "0,2", "--json")
-        a2 = json.loads(a2.stdout)["id"]
+        """Node-a's newest backup holds ordinal 0 only: asked for ordinals 0 and 2, latest takes
+        ordinal 2 from the backup before it (the newest that holds it)."""
+        def backup(ordinals):
+            p = self.a.run("backup", "--root", self.a.root, "--repo", self.repo, "--statefulset",
+                           STS, "--ordinals", ordinals, "--json")
+            return json.loads(p.stdout)["id"]
+
+        a1 = backup("0,2")
+        before = hashes(self.a.vols)
+        a2 = backup("0")
         self.a.change(seed=9)
-        # a2 holds 0 and 2 as well; make a3 hold 0 only
-        a3 = json.loads(self.a.run("backup", "--root", self.a.root, "--repo", self.repo,
-                                   "--statefulset", STS, "--ordinals", "0",
-                                   "--json").stdout)["id"]
         out = json.loads(self.a.restore("--json", "--ordinals", "0,2").stdout)
-        self.assertEqual([(v["ordinal"], v["backup"]) for v in out["volumes"]], [(0, a3), (2, a2)])
-        self.assertEqual(hashes({k: v for k, v in self.a.vols.items() if k[0] == 2}), two)
-        self.assertNotEqual(a1, a2)
+        self.assertEqual([(v["ordinal"], v["backup"]) for v in out["volumes"]], [(0, a2), (2, a1)])
+        self.assertEqual(out["id"], a2)
+        self.assertEqual(hashes(self.a.vols), before)
+        # text: one block per backup
+        self.a.change(seed=10)
+        p = self.a.restore("--ordinals", "0,2", "--order", "reverse")
+        self.assertIn(f"restored backup {a1} of default/web", p.stdout)
+        self.assertIn(f"restored backup {a2} of default/web", p.stdout)
+        self.assertEqual(hashes(self.a.vols), before)
 
     def test_wrong_node_advice(self):
         """A volume of the other node: the message names that node and says to restore there
