@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -282,6 +283,37 @@ class ControllersTest(unittest.TestCase):
             self.assertEqual(claims(ns)[name]["status"]["phase"], "Pending", name)
             self.assertEqual(kubectl_json("get", "pv", f"{ns}-{name}")["status"]["phase"],
                              "Available", name)
+
+    def test_hostpath_directory_mount_waits_for_the_path(self):
+        """The kubelet checks a hostPath PV's type (hostpath checkTypeInternal): with
+        type: Directory and no directory the pod stays Pending with FailedMount, and starts once
+        the directory exists (the crash window ordinal-provisioner's PVs guard)."""
+        ns = self.namespace()
+        base = tempfile.mkdtemp(prefix="emu-hostpath-")
+        self.addCleanup(shutil.rmtree, base, True)
+        path = os.path.join(base, "data")
+        EMU.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{ns}-hp"},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "storageClassName": "", "hostPath": {"path": path, "type": "Directory"},
+                     "claimRef": {"namespace": ns, "name": "hp"}}}))
+        EMU.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "hp"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                     "resources": {"requests": {"storage": "1Gi"}}}}))
+        EMU.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hp"},
+            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}],
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "hp"}}]}}))
+        wait_for(lambda: "FailedMount" in EMU.kubectl(
+            "get", "events", "-n", ns, "--field-selector", "involvedObject.name=hp").stdout,
+            timeout=20, what="FailedMount")
+        out = EMU.kubectl("describe", "pod", "hp", "-n", ns).stdout
+        self.assertIn(f'MountVolume.SetUp failed for volume "{ns}-hp" : hostPath type check '
+                      f'failed: {path} is not a directory', out)
+        self.assertEqual(pods(ns)["hp"]["status"]["phase"], "Pending")
+        os.mkdir(path)
+        EMU.kubectl("wait", "-n", ns, "--for=condition=Ready", "pod/hp", "--timeout=20s")
 
     def _scale_3_5_2(self, when_scaled):
         ns = self.namespace()

@@ -575,6 +575,38 @@ class KubectlAgainstEmulator(unittest.TestCase):
         status, _ = self.emu.api("GET", "/api/v1/namespaces/doomed/persistentvolumeclaims/inside")
         self.assertEqual(status, 404)
 
+    def test_namespace_terminates_while_finalizers_hold_its_content(self):
+        """The namespace controller (namespaced_resources_deleter, status_condition_utils): a
+        deleted namespace stays Terminating, with spec.finalizers [kubernetes] and conditions
+        that say what remains, until its content is gone; then it goes too."""
+        self.kubectl("create", "namespace", "held")
+        self.assertEqual(self.kubectl("get", "namespace", "held", "-o",
+                                      "jsonpath={.spec.finalizers}").stdout, '["kubernetes"]')
+        self.kubectl("create", "-n", "held", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "kept", "finalizers": ["example.com/hold"]}}))
+        self.kubectl("create", "-n", "held", "-f", "-", input=PVC.format(name="free", size="1Gi", app="x"))
+        self.kubectl("delete", "namespace", "held", "--wait=false")
+
+        def condition(ctype):
+            ns = json.loads(self.kubectl("get", "namespace", "held", "-o", "json").stdout)
+            return next((c for c in ns["status"].get("conditions") or [] if c["type"] == ctype), None)
+        held = wait_for(lambda: condition("NamespaceFinalizersRemaining"), 20, "deletion conditions")
+        self.assertEqual((held["status"], held["reason"], held["message"]),
+                         ("True", "SomeFinalizersRemain", "Some content in the namespace has "
+                          "finalizers remaining: example.com/hold in 1 resource instances"))
+        self.assertEqual(condition("NamespaceContentRemaining")["message"],
+                         "Some resources are remaining: configmaps. has 1 resource instances")
+        self.assertRegex(self.kubectl("get", "namespace", "held").stdout, r"held\s+Terminating")
+        self.fails("get", "pvc", "free", "-n", "held")  # the controller deleted what it could
+        self.assertIn("deletionTimestamp", self.kubectl(
+            "get", "configmap", "kept", "-n", "held", "-o", "json").stdout)
+        err = self.fails("create", "-n", "held", "-f", "-", input=PVC.format(name="late", size="1Gi", app="x"))
+        self.assertIn("because it is being terminated", err)
+        self.kubectl("patch", "configmap", "kept", "-n", "held", "--type=merge",
+                     "-p", '{"metadata":{"finalizers":null}}')
+        self.kubectl("wait", "--for=delete", "namespace/held", "--timeout=20s")
+
     # ---- kubectl get -w ----
 
     def test_get_watch_prints_changes(self):

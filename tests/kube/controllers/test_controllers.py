@@ -7,6 +7,7 @@ Every wait polls a condition with a deadline; nothing sleeps to synchronise.
 import os
 import queue
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -408,10 +409,12 @@ class SchedulerTest(ControllerTest):
 
     def test_bound_pv_affinity_matches_hostname_label_not_node_name(self):
         self.storage_class("manual", "WaitForFirstConsumer", provisioner=o.NO_PROVISIONER)
+        path = tempfile.mkdtemp(prefix="kubeemu-local-")  # the kubelet mounts only what exists
+        self.addCleanup(os.rmdir, path)
         self.api.create("persistentvolumes", None, {
             "metadata": {"name": "pv-b"},
             "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
-                     "storageClassName": "manual", "local": {"path": "/mnt/b"},
+                     "storageClassName": "manual", "local": {"path": path},
                      "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                          {"key": o.LABEL_HOSTNAME, "operator": "In", "values": ["host-b"]}]}]}}}})
         self._claim("c1", sc="manual")
@@ -450,6 +453,25 @@ class SchedulerTest(ControllerTest):
                        timeout=20)
         self.assertEqual(pod["spec"]["nodeName"], "node-a")
         self.assertEqual(self.provisioner.failed, [("c1", "node-a"), ("c1", "node-a")])
+
+    def test_hostpath_type_directory_waits_for_the_directory(self):
+        """The kubelet's hostPath type check (checkTypeInternal): a pod whose type: Directory
+        path is missing stays Pending with FailedMount, and starts once the path exists."""
+        base = tempfile.mkdtemp(prefix="kubeemu-hostpath-")
+        path = os.path.join(base, "vol")
+        self.addCleanup(lambda: (os.path.isdir(path) and os.rmdir(path), os.rmdir(base)))
+        self.api.create("pods", "default", {
+            "metadata": {"name": "hp"},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "busybox:1"}],
+                     "volumes": [{"name": "data", "hostPath": {"path": path, "type": "Directory"}}]}})
+        event = wait_for("FailedMount", lambda: next(
+            (e for e in self.api.list("events", "default")
+             if e.get("reason") == "FailedMount" and e["involvedObject"]["name"] == "hp"), None))
+        self.assertEqual(event["message"], f'MountVolume.SetUp failed for volume "data" : '
+                                           f'hostPath type check failed: {path} is not a directory')
+        self.assertNotEqual((self.get("pods", "hp").get("status") or {}).get("phase"), "Running")
+        os.mkdir(path)
+        wait_for("hp running", lambda: when(self.get("pods", "hp"), o.pod_is_ready))
 
     def test_unbound_immediate_claim_blocks_until_bound(self):
         self.storage_class("imm", "Immediate")

@@ -126,6 +126,7 @@ class Store:
         self.subscribers = []
         self.protection_finalizers = False
         self.compacted_rv = 0  # continue tokens from before an explicit compaction expire
+        self._namespace_controller = None  # started at the first namespace deletion
         self._svc_ip = 10
 
     # ---- helpers ----
@@ -488,6 +489,11 @@ class Store:
                     obj.pop("status", None)
             resources.apply_defaults(rtype, obj)
             self._prune(rtype, obj)
+            if rtype.kind == "Namespace":
+                # namespaceStrategy.PrepareForUpdate: only the finalize subresource (here the
+                # namespace controller) changes spec.finalizers.
+                obj.setdefault("spec", {})["finalizers"] = clone(
+                    (old.get("spec") or {}).get("finalizers") or [])
         self._validate(rtype, obj, old, subresource)
         if rtype.kind == "PersistentVolume":
             new_phase = (obj.get("status") or {}).get("phase")
@@ -503,7 +509,8 @@ class Store:
             return clone(old)  # no-op updates do not bump resourceVersion
         if dry_run:
             return clone(obj)
-        if old["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers"):
+        if old["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers") \
+                and not (rtype.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers")):
             obj["metadata"].pop("finalizers", None)
             self._commit(rtype, "DELETED", obj, old, events)
             self._after_delete(rtype, obj, events)
@@ -577,7 +584,8 @@ class Store:
             if obj["metadata"].get("finalizers"):
                 obj["metadata"].setdefault("deletionTimestamp", now_rfc3339())
             return obj
-        if rtype.kind == "Namespace" or obj["metadata"].get("finalizers"):
+        held_by_spec = rtype.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers")
+        if held_by_spec or obj["metadata"].get("finalizers"):
             if obj["metadata"].get("deletionTimestamp"):
                 return obj  # already being deleted
             obj["metadata"]["deletionTimestamp"] = now_rfc3339()
@@ -586,9 +594,8 @@ class Store:
                 obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
             if rtype.kind == "Namespace":
                 obj.setdefault("status", {})["phase"] = "Terminating"
+                self._wake_namespace_controller()
             self._commit(rtype, "MODIFIED", obj, old, events)
-            if rtype.kind == "Namespace":
-                self._drain_namespace(name, events)
             return clone(self.objects[rtype.key].get(key, obj))
         self._commit(rtype, "DELETED", obj, old, events)
         self._after_delete(rtype, obj, events)
@@ -607,32 +614,97 @@ class Store:
         if ns:
             nsobj = self.objects["namespaces"].get((None, ns))
             if nsobj is not None and nsobj["metadata"].get("deletionTimestamp"):
-                self._finish_namespace(ns, events)
+                self._wake_namespace_controller()
 
-    def _drain_namespace(self, ns, events):
-        """The namespace controller: delete everything in a terminating namespace."""
-        for t in self.registry.all():
-            if not t.namespaced:
-                continue
-            for (ons, oname), o in list(self.objects[t.key].items()):
-                if ons == ns and not o["metadata"].get("deletionTimestamp"):
-                    obj = clone(o)
-                    if obj["metadata"].get("finalizers"):
-                        obj["metadata"]["deletionTimestamp"] = now_rfc3339()
-                        obj["metadata"]["deletionGracePeriodSeconds"] = 0
-                        self._commit(t, "MODIFIED", obj, o, events)
-                    else:
-                        self._commit(t, "DELETED", obj, o, events)
-        self._finish_namespace(ns, events)
+    # ---- the namespace controller's half (kubeemu/namespaces.py runs it) ----
 
-    def _finish_namespace(self, ns, events):
-        for t in self.registry.all():
-            if t.namespaced and any(k[0] == ns for k in self.objects[t.key]):
-                return
-        nsobj = self.objects["namespaces"].get((None, ns))
-        if nsobj is not None:
+    def _wake_namespace_controller(self):
+        if self._namespace_controller is None:
+            from .namespaces import NamespaceController
+            self._namespace_controller = NamespaceController(self)
+        self._namespace_controller.wake()
+
+    def terminating_namespaces(self):
+        with self.lock:
+            return [k[1] for k, o in self.objects["namespaces"].items()
+                    if o["metadata"].get("deletionTimestamp")]
+
+    def namespace_deletion_pass(self, ns):
+        """One syncNamespace of the namespace controller (NamespacedResourcesDeleter.Delete):
+        delete the content, record what remains in the status conditions, and finalize and
+        delete the namespace once it is empty."""
+        events = []
+        with self.lock:
             nstype = self.registry.by_key("namespaces")
-            self._commit(nstype, "DELETED", clone(nsobj), nsobj, events)
+            nsobj = self.objects["namespaces"].get((None, ns))
+            if nsobj is None or not nsobj["metadata"].get("deletionTimestamp"):
+                return
+            remaining, finalizers = {}, {}
+            if (nsobj.get("spec") or {}).get("finalizers"):
+                for t in self.registry.all():
+                    if not t.namespaced or t.virtual:
+                        continue
+                    for (ons, oname), o in list(self.objects[t.key].items()):
+                        if ons == ns and not o["metadata"].get("deletionTimestamp"):
+                            self._delete_locked(t, ns, oname, False, None, events)
+                    for (ons, _), o in self.objects[t.key].items():
+                        if ons != ns:
+                            continue
+                        resource = f"{t.plural}.{t.group}"
+                        remaining[resource] = remaining.get(resource, 0) + 1
+                        for fin in o["metadata"].get("finalizers") or []:
+                            finalizers[fin] = finalizers.get(fin, 0) + 1
+            nsobj = self._namespace_conditions(nstype, nsobj, remaining, finalizers, events)
+            if not remaining:
+                if (nsobj.get("spec") or {}).get("finalizers"):
+                    new = clone(nsobj)
+                    new["spec"]["finalizers"] = [f for f in new["spec"]["finalizers"]
+                                                 if f != "kubernetes"]
+                    nsobj = self._commit(nstype, "MODIFIED", new, nsobj, events)
+                if not nsobj["spec"].get("finalizers") and not nsobj["metadata"].get("finalizers"):
+                    self._commit(nstype, "DELETED", clone(nsobj), nsobj, events)
+        self._notify(events)
+
+    _NS_OK = (("NamespaceDeletionDiscoveryFailure", "ResourcesDiscovered",
+               "All resources successfully discovered"),
+              ("NamespaceDeletionGroupVersionParsingFailure", "ParsedGroupVersions",
+               "All legacy kube types successfully parsed"),
+              ("NamespaceDeletionContentFailure", "ContentDeleted",
+               "All content successfully deleted, may be waiting on finalization"),
+              ("NamespaceContentRemaining", "ContentRemoved", "All content successfully removed"),
+              ("NamespaceFinalizersRemaining", "ContentHasNoFinalizers",
+               "All content-preserving finalizers finished"))
+
+    def _namespace_conditions(self, nstype, nsobj, remaining, finalizers, events):
+        """namespaceConditionUpdater.ProcessContentTotals + updateConditions: each condition
+        in its ok variant (False) unless content or finalizers remain (True, with counts)."""
+        wanted = {}
+        for ctype, reason, message in self._NS_OK:
+            wanted[ctype] = ("False", reason, message)
+        if remaining:
+            wanted["NamespaceContentRemaining"] = ("True", "SomeResourcesRemain",
+                "Some resources are remaining: " + ", ".join(sorted(
+                    f"{r} has {n} resource instances" for r, n in remaining.items())))
+        if finalizers:
+            wanted["NamespaceFinalizersRemaining"] = ("True", "SomeFinalizersRemain",
+                "Some content in the namespace has finalizers remaining: " + ", ".join(sorted(
+                    f"{f} in {n} resource instances" for f, n in finalizers.items())))
+        new = clone(nsobj)
+        conditions = new.setdefault("status", {}).setdefault("conditions", [])
+        now = now_rfc3339()
+        for ctype, _, _ in self._NS_OK:
+            status, reason, message = wanted[ctype]
+            cur = next((c for c in conditions if c.get("type") == ctype), None)
+            if cur is None:
+                conditions.append({"type": ctype, "status": status, "lastTransitionTime": now,
+                                   "reason": reason, "message": message})
+            elif (cur.get("status"), cur.get("reason"), cur.get("message")) != (status, reason, message):
+                if cur.get("status") != status:
+                    cur["lastTransitionTime"] = now
+                cur.update(status=status, reason=reason, message=message)
+        if new == nsobj:
+            return nsobj
+        return self._commit(nstype, "MODIFIED", new, nsobj, events)
 
     # ---- bootstrap ----
 
