@@ -623,6 +623,9 @@ class TestAgentTokenRotation(unittest.TestCase):
         sa_dir = os.path.join(cm.c.base, "serviceaccount")
         os.makedirs(sa_dir)
         old = self.project(sa_dir, 1)
+        # Watches are cut every second, so the agent watches again after the rotation too (with
+        # the new token), not only its other requests.
+        cm.c.emu.set_faults(watch_drop_seconds=1)
         home = temp_dir("ordinal-agent-home-")  # no ~/.kube/config: in-cluster or nothing
         env = {k: v for k, v in cm.c.emu.env.items() if k != "KUBECONFIG"}
         env.update(HOME=home, KUBERNETES_SERVICE_HOST=cm.c.emu.host,
@@ -650,7 +653,10 @@ class TestAgentTokenRotation(unittest.TestCase):
         status, _ = cm.c.emu.api("GET", TASKS, token=old)
         self.assertEqual(status, 401, "the old token should be refused now")
         self.project(sa_dir, 2)
+        watches = cm.c.emu.stats()["requests"]["watch"].get("200", 0)
         second = backup_all()
+        wait_for(lambda: cm.c.emu.stats()["requests"]["watch"].get("200", 0) > watches + 2, 30,
+                 "watches after the rotation")
         self.assertNotEqual(first, second)
         self.assertTrue(p.running(), p.log())
         for k, v in cm.vols.items():
