@@ -448,7 +448,8 @@ int cobj_event_build(const char *kind, const char *api_version, const char *ns, 
         memcpy(msg + len, "...", 4);
     }
     if (!(meta = json_ensure_object(o, "metadata")) ||
-        !(inv = json_ensure_object(o, "involvedObject")) || !(src = json_ensure_object(o, "source")))
+        !(inv = json_ensure_object(o, "involvedObject")) ||
+        !(src = json_ensure_object(o, "source")))
         return -ENOMEM;
     CHECK(json_set_string(o, "apiVersion", "v1"));
     CHECK(json_set_string(o, "kind", "Event"));

@@ -366,7 +366,8 @@ static void stopped(struct rc *rc, const struct cobj_sts *st, const char *id, in
     snprintf(cause, sizeof(cause), "%s", err_msg(e));
     cobj_restore_record_key(sts, key, sizeof(key));
     if (failed)
-        snprintf(where, sizeof(where), " at ordinal %d volume '%s' (%zu of %zu volumes restored before it)",
+        snprintf(where, sizeof(where),
+                 " at ordinal %d volume '%s' (%zu of %zu volumes restored before it)",
                  (int)failed->ordinal, failed->template_name, n_done, n);
     else if (n_done == n && n > 0)
         snprintf(where, sizeof(where), " after restoring all %zu volumes", n);
@@ -531,8 +532,8 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
     /* 4. Scale back. Only here, after every selected volume was restored. */
     r = scale(&rc, replicas, e);
     if (r < 0) {
-        err_wrap(e, r, "every volume was restored, but scaling %s/%s back to %d failed",
-                 sts->ns, sts->name, (int)replicas);
+        err_wrap(e, r, "every volume was restored, but scaling %s/%s back to %d failed", sts->ns,
+                 sts->name, (int)replicas);
         goto fail;
     }
     r = record_write(&rc, -1, e);
