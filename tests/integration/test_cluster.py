@@ -137,7 +137,7 @@ class ClusterMode:
         return cp
 
     def run_args(self, *extra):
-        return ["run", "--kubeconfig", self.c.emu.kubeconfig, "--statefulset", "default/web",
+        return ["run", "--kubeconfig", self.coord_kubeconfig, "--statefulset", "default/web",
                 "--repo", self.repo, *extra]
 
     def list_backups(self):
