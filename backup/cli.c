@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "json.h"
 
 static void cjson_deletep(cJSON **p)
 {
@@ -216,8 +217,45 @@ static cJSON *volume_json(const struct backup_volume *v)
     return o;
 }
 
+cJSON *cli_volume_json(const struct backup_volume *v)
+{
+    return volume_json(v);
+}
+
+cJSON *cli_lost_json(const struct engine_lost *l)
+{
+    _cleanup_(cJSON_Deletep) cJSON *o = cJSON_CreateObject();
+
+    if (!o)
+        return NULL;
+    for (size_t k = 0; k < ENGINE_LOST_KINDS; k++) {
+        cJSON *kj, *paths;
+
+        if (!l->count[k])
+            continue;
+        if (!(kj = cJSON_AddObjectToObject(o, engine_lost_kind_name(k))) ||
+            !cJSON_AddNumberToObject(kj, "count", (double)l->count[k]) ||
+            !(paths = cJSON_AddArrayToObject(kj, "examples")))
+            return NULL;
+        for (size_t i = 0; i < ENGINE_LOST_EXAMPLES && l->examples[k][i]; i++) {
+            cJSON *sj = cJSON_CreateString(l->examples[k][i]);
+            if (!sj)
+                return NULL;
+            cJSON_AddItemToArray(paths, sj);
+        }
+    }
+    return TAKE_PTR(o);
+}
+
 int cli_print_volumes_json(const char *id, const struct sts_ref *sts, const char *order,
                            const struct backup_volume *v, size_t n)
+{
+    return cli_print_restored_json(id, sts, order, v, NULL, n);
+}
+
+int cli_print_restored_json(const char *id, const struct sts_ref *sts, const char *order,
+                            const struct backup_volume *v, const struct engine_lost *lost,
+                            size_t n)
 {
     _cleanup_(cjson_deletep) cJSON *o = cJSON_CreateObject();
     _cleanup_free_ char *text = NULL;
@@ -231,10 +269,15 @@ int cli_print_volumes_json(const char *id, const struct sts_ref *sts, const char
         !(arr = cJSON_AddArrayToObject(o, "volumes")))
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        cJSON *vj = volume_json(&v[i]);
+        cJSON *vj = volume_json(&v[i]), *lj;
         if (!vj)
             return -ENOMEM;
         cJSON_AddItemToArray(arr, vj);
+        if (lost && engine_lost_total(&lost[i]) > 0) {
+            if (!(lj = cli_lost_json(&lost[i])))
+                return -ENOMEM;
+            cJSON_AddItemToObject(vj, "lost_attributes", lj);
+        }
     }
     text = cJSON_Print(o);
     if (!text)
@@ -246,6 +289,13 @@ int cli_print_volumes_json(const char *id, const struct sts_ref *sts, const char
 void cli_print_volumes_text(const char *what, const char *id, const struct sts_ref *sts,
                             const char *order, const struct backup_volume *v, size_t n)
 {
+    cli_print_restored_text(what, id, sts, order, v, NULL, n);
+}
+
+void cli_print_restored_text(const char *what, const char *id, const struct sts_ref *sts,
+                             const char *order, const struct backup_volume *v,
+                             const struct engine_lost *lost, size_t n)
+{
     printf("%s %s of %s/%s (order %s):\n", what, id, sts->ns, sts->name, order);
     for (size_t i = 0; i < n; i++) {
         char in[32], st[32];
@@ -254,6 +304,11 @@ void cli_print_volumes_text(const char *what, const char *id, const struct sts_r
         printf("  ordinal %-4d %-20s %-9s %10s -> %10s stored  %8llu files  %.1f s\n",
                (int)v[i].ordinal, v[i].template_name, volume_kind_name(v[i].kind), in, st,
                (unsigned long long)v[i].files, v[i].seconds);
+        if (lost && engine_lost_total(&lost[i]) > 0) {
+            char what_lost[ORD_ERR_MSG_MAX];
+            engine_lost_describe(&lost[i], what_lost, sizeof(what_lost));
+            printf("    restored without (--accept-lost-attributes): %s\n", what_lost);
+        }
     }
     fflush(stdout);
 }

@@ -77,6 +77,22 @@ int cli_print_volumes_json(const char *id, const struct sts_ref *sts, const char
 void cli_print_volumes_text(const char *what, const char *id, const struct sts_ref *sts,
                             const char *order, const struct backup_volume *v, size_t n);
 
+/* The same two for a restore: lost (n entries, may be NULL) adds to each volume what it was
+ * restored without ("lost_attributes": {kind: {"count", "examples"}} in JSON). */
+int cli_print_restored_json(const char *id, const struct sts_ref *sts, const char *order,
+                            const struct backup_volume *v, const struct engine_lost *lost,
+                            size_t n);
+void cli_print_restored_text(const char *what, const char *id, const struct sts_ref *sts,
+                             const char *order, const struct backup_volume *v,
+                             const struct engine_lost *lost, size_t n);
+
+/* One volume of the --json of backup and restore, for a caller that adds fields (restore's
+ * "backup" when volumes come from several backups); NULL on OOM. */
+struct cJSON *cli_volume_json(const struct backup_volume *v);
+
+/* {kind: {"count": N, "examples": [paths]}} for each kind l lost; NULL on OOM. */
+struct cJSON *cli_lost_json(const struct engine_lost *l);
+
 /* Prints text and a newline on stdout; frees nothing. */
 void cli_print_json_text(const char *text);
 

@@ -302,6 +302,7 @@ static int do_restore(struct agent *ag, const struct vtask *t, const struct layo
     struct backup_manifest b = {0};
     struct volume_manifest m = {0};
     const struct backup_volume *bv = NULL;
+    struct engine_lost lost = {0};
     double t0 = cli_monotonic();
     int r;
 
@@ -339,7 +340,12 @@ static int do_restore(struct agent *ag, const struct vtask *t, const struct layo
         err_wrap(e, r, "the stored object failed its check (the volume was not touched)");
         goto out;
     }
-    r = volop_restore(repo, &b, bv, &m, ag->root, lv, e);
+    r = volop_restore(repo, &b, bv, &m, ag->root, lv, &lost, e);
+    if (r == -EPERM && engine_lost_total(&lost) > 0) {
+        err_wrap(e, r, "restoring would lose attributes; give the agent the capabilities it "
+                       "needs (docs/security.md)");
+        goto out;
+    }
     if (r < 0) {
         err_wrap(e, r, "restoring failed and the volume keeps its previous content");
         goto out;
@@ -351,6 +357,7 @@ static int do_restore(struct agent *ag, const struct vtask *t, const struct layo
                                  .seconds = cli_monotonic() - t0};
     snprintf(ret->sha256, sizeof(ret->sha256), "%s", bv->sha256);
 out:
+    engine_lost_clear(&lost);
     volume_manifest_free(&m);
     backup_manifest_free(&b);
     return r;

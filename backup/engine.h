@@ -80,14 +80,59 @@ int engine_verify(const struct byte_source *source, const struct engine_expect *
                   ord_err *e);
 
 /*
+ * What a restore could not put back as it was stored, by kind. Each entry is compared with
+ * what it became on disk (owner, mode, mtime, each xattr, ACLs); device nodes and FIFOs that
+ * could not be created are skipped and counted. Without the capabilities for them (CAP_CHOWN,
+ * CAP_FOWNER, CAP_FSETID, CAP_SYS_ADMIN for trusted.* xattrs, CAP_MKNOD) or on a filesystem
+ * without xattrs or ACLs, this is where the difference shows.
+ */
+enum engine_lost_kind {
+    ENGINE_LOST_OWNER,
+    ENGINE_LOST_MODE,
+    ENGINE_LOST_TIMES,
+    ENGINE_LOST_XATTR_USER,
+    ENGINE_LOST_XATTR_TRUSTED,
+    ENGINE_LOST_XATTR_SECURITY,
+    ENGINE_LOST_XATTR_OTHER,
+    ENGINE_LOST_ACL,
+    ENGINE_LOST_DEVICE,
+    ENGINE_LOST_FIFO,
+    ENGINE_LOST_KINDS
+};
+
+#define ENGINE_LOST_EXAMPLES 3
+
+struct engine_lost {
+    bool accept;                         /* in: restore even when something is lost */
+    uint64_t count[ENGINE_LOST_KINDS];   /* out: entries that lost each kind */
+    char *examples[ENGINE_LOST_KINDS][ENGINE_LOST_EXAMPLES]; /* out: the first paths */
+};
+
+/* "owner", "mode", "times", "xattr-user", ... (the names of --json and the messages). */
+const char *engine_lost_kind_name(enum engine_lost_kind k);
+uint64_t engine_lost_total(const struct engine_lost *l);
+/* One line for people: "owner of 3 entries (e.g. 'a', 'b'); device nodes: 1 ('dev/x')". */
+void engine_lost_describe(const struct engine_lost *l, char *buf, size_t size);
+/* Frees the examples and zeroes the counts (keeps accept). */
+void engine_lost_clear(struct engine_lost *l);
+
+/*
  * Restores a directory volume: extracts source into `staging_path` (which must not exist; it
  * is created beside the live entry) with secure extraction (no "..", no absolute paths, no
- * writing through symlinks), keeping owners, modes, times, xattrs, ACLs and holes; then
- * checks the object against expect. On failure the staging directory is removed and the live
- * volume was never touched. The caller swaps staging and live afterwards (engine_swap).
+ * writing through symlinks), keeping owners, modes, times, xattrs, ACLs and holes; checks
+ * every entry on disk against the archive (a file must have its full size: a write that
+ * failed is never taken for a hole) and the object against expect; flushes the staging
+ * directory's filesystem so that writeback errors show here. On failure the staging directory
+ * is removed and the live volume was never touched. The caller swaps staging and live
+ * afterwards (engine_swap).
+ *
+ * lost (may be NULL: nothing may be lost) counts what could not be restored as stored; unless
+ * lost->accept, any such loss fails the restore with -EPERM after the whole archive was read,
+ * so that the message and lost name everything. A full filesystem or quota fails with -ENOSPC
+ * or -EDQUOT and a message with the sizes needed and free.
  */
 int engine_restore_dir(const struct byte_source *source, const struct engine_expect *expect,
-                       const char *staging_path, ord_err *e);
+                       const char *staging_path, struct engine_lost *lost, ord_err *e);
 
 /*
  * Restores a device volume: writes the image in source onto the block device at device_path

@@ -28,6 +28,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
 
 #include "engine_int.h"
 #include "fs_rmtree.h"
@@ -396,10 +398,21 @@ static int unlink_symlink_at(int pfd, const char *last)
     return 0;
 }
 
-struct deep_dir {
-    char *rel;
+/*
+ * A directory of the archive, kept until archive_write_close has set its mode and times (after
+ * its children): then it is checked against what it became. Directories beyond PATH_MAX
+ * ("deep") also get their mode and times from us, since libarchive's fixups go by path and
+ * fail there. One record per directory: libarchive keeps one per directory for its fixups too.
+ */
+struct dir_rec {
+    char *rel; /* below the staging directory; "" is the root entry */
     mode_t perm;
+    uid_t uid;
+    gid_t gid;
     struct timespec ts[2];
+    bool mtime_set;
+    bool deep;
+    bool acl_access, acl_default;
 };
 
 struct rs {
@@ -412,58 +425,515 @@ struct rs {
     bool cache_ok;        /* cache names a chain of real directories below sfd... */
     int cache_fd;         /* ...and this is its last one (O_PATH) */
     uint64_t files, content;
-    struct deep_dir *deep; /* directories beyond PATH_MAX: see restore_deep_dirs */
-    size_t ndeep, capdeep;
+    struct dir_rec *dirs; /* see struct dir_rec */
+    size_t ndirs, capdirs;
     bool root_seen;
     struct timespec root_times[2]; /* atime, mtime of the root entry */
+    struct engine_lost *lost;
+    uint8_t *xbuf; /* XATTR_SIZE_MAX: an xattr value read back */
 };
 
-/*
- * libarchive's deferred directory fixups (mode and times after the children) go by path and
- * fail beyond PATH_MAX; for those directories we keep what to set and do it after
- * archive_write_close, relative to the parent directory.
- */
-static int remember_deep_dir(struct rs *s, struct archive_entry *ent)
-{
-    struct deep_dir *d;
+static const char *const lost_names[ENGINE_LOST_KINDS] = {
+    [ENGINE_LOST_OWNER] = "owner",
+    [ENGINE_LOST_MODE] = "mode",
+    [ENGINE_LOST_TIMES] = "times",
+    [ENGINE_LOST_XATTR_USER] = "xattr-user",
+    [ENGINE_LOST_XATTR_TRUSTED] = "xattr-trusted",
+    [ENGINE_LOST_XATTR_SECURITY] = "xattr-security",
+    [ENGINE_LOST_XATTR_OTHER] = "xattr-other",
+    [ENGINE_LOST_ACL] = "acl",
+    [ENGINE_LOST_DEVICE] = "device-node",
+    [ENGINE_LOST_FIFO] = "fifo",
+};
 
-    if (s->ndeep == s->capdeep) {
-        size_t ncap = s->capdeep ? s->capdeep * 2 : 16;
-        struct deep_dir *nd = realloc(s->deep, ncap * sizeof(*nd));
+/* How each kind reads in a sentence. */
+static const char *const lost_phrases[ENGINE_LOST_KINDS] = {
+    [ENGINE_LOST_OWNER] = "owner or group of",
+    [ENGINE_LOST_MODE] = "mode bits (e.g. setuid/setgid) of",
+    [ENGINE_LOST_TIMES] = "modification time of",
+    [ENGINE_LOST_XATTR_USER] = "user.* xattrs of",
+    [ENGINE_LOST_XATTR_TRUSTED] = "trusted.* xattrs of",
+    [ENGINE_LOST_XATTR_SECURITY] = "security.* xattrs of",
+    [ENGINE_LOST_XATTR_OTHER] = "other xattrs of",
+    [ENGINE_LOST_ACL] = "POSIX ACLs of",
+    [ENGINE_LOST_DEVICE] = "device nodes not created:",
+    [ENGINE_LOST_FIFO] = "FIFOs not created:",
+};
+
+const char *engine_lost_kind_name(enum engine_lost_kind k)
+{
+    return (unsigned)k < ENGINE_LOST_KINDS ? lost_names[k] : "?";
+}
+
+uint64_t engine_lost_total(const struct engine_lost *l)
+{
+    uint64_t n = 0;
+
+    for (size_t k = 0; l && k < ENGINE_LOST_KINDS; k++)
+        n += l->count[k];
+    return n;
+}
+
+void engine_lost_describe(const struct engine_lost *l, char *buf, size_t size)
+{
+    size_t o = 0;
+
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t k = 0; l && k < ENGINE_LOST_KINDS; k++) {
+        int n;
+
+        if (!l->count[k])
+            continue;
+        n = snprintf(buf + o, size - o, "%s%s %llu %s (", o ? "; " : "", lost_phrases[k],
+                     (unsigned long long)l->count[k], l->count[k] == 1 ? "entry" : "entries");
+        if (n < 0 || (size_t)n >= size - o)
+            return;
+        o += (size_t)n;
+        for (size_t i = 0; i < ENGINE_LOST_EXAMPLES && l->examples[k][i]; i++) {
+            n = snprintf(buf + o, size - o, "%s'%s'", i ? ", " : "", l->examples[k][i]);
+            if (n < 0 || (size_t)n >= size - o)
+                return;
+            o += (size_t)n;
+        }
+        n = snprintf(buf + o, size - o, "%s)", l->count[k] > ENGINE_LOST_EXAMPLES ? ", ..." : "");
+        if (n < 0 || (size_t)n >= size - o)
+            return;
+        o += (size_t)n;
+    }
+}
+
+void engine_lost_clear(struct engine_lost *l)
+{
+    for (size_t k = 0; l && k < ENGINE_LOST_KINDS; k++) {
+        for (size_t i = 0; i < ENGINE_LOST_EXAMPLES; i++) {
+            free(l->examples[k][i]);
+            l->examples[k][i] = NULL;
+        }
+        l->count[k] = 0;
+    }
+}
+
+/* Counts one entry that lost kind k (rel: its path below the volume, "" for the root). */
+static void lost_note(struct rs *s, enum engine_lost_kind k, const char *rel)
+{
+    uint64_t n = s->lost->count[k]++;
+
+    if (n < ENGINE_LOST_EXAMPLES) {
+        char ex[201];
+        snprintf(ex, sizeof(ex), "%s", *rel ? rel : ".");
+        s->lost->examples[k][n] = strdup(ex); /* NULL on OOM: no example */
+    }
+}
+
+/* The kind of loss of xattr `name`, by namespace. */
+static enum engine_lost_kind xattr_kind(const char *name)
+{
+    if (strncmp(name, "user.", 5) == 0)
+        return ENGINE_LOST_XATTR_USER;
+    if (strncmp(name, "trusted.", 8) == 0)
+        return ENGINE_LOST_XATTR_TRUSTED;
+    if (strncmp(name, "security.", 9) == 0)
+        return ENGINE_LOST_XATTR_SECURITY;
+    return ENGINE_LOST_XATTR_OTHER;
+}
+
+/*
+ * lgetxattr of name on `last` in the directory pfd (an O_PATH descriptor: the xattr calls take
+ * no descriptor of a symlink or a FIFO without opening it, so they go through /proc).
+ * Returns the value's length, or a negative errno.
+ */
+static ssize_t xattr_at(int pfd, const char *last, const char *name, void *buf, size_t size)
+{
+    char path[64 + NAME_MAX];
+    ssize_t n;
+
+    if (snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", pfd, *last ? last : ".") >=
+        (int)sizeof(path))
+        return -ENAMETOOLONG;
+    n = lgetxattr(path, name, buf, size);
+    return n < 0 ? -errno : n;
+}
+
+/* Each xattr of ent must be on disk with the same value; one note per namespace at most. */
+static void check_xattrs(struct rs *s, int pfd, const char *last, struct archive_entry *ent)
+{
+    bool noted[ENGINE_LOST_KINDS] = {false};
+    const char *name;
+    const void *value;
+    size_t size;
+
+    if (archive_entry_xattr_reset(ent) == 0)
+        return;
+    while (archive_entry_xattr_next(ent, &name, &value, &size) == ARCHIVE_OK) {
+        enum engine_lost_kind k = xattr_kind(name);
+        ssize_t n = xattr_at(pfd, last, name, s->xbuf, XATTR_SIZE_MAX);
+
+        if (noted[k])
+            continue;
+        if (n < 0 || (size_t)n != size || (size && memcmp(s->xbuf, value, size) != 0)) {
+            lost_note(s, k, s->norm);
+            noted[k] = true;
+        }
+    }
+}
+
+/*
+ * With an extended access ACL the group bits of the mode on disk are the ACL's mask, while
+ * the archive's mode has the owning group's: those bits are the ACL's to check.
+ */
+#define ACL_MODE_MASK ((mode_t)07707)
+
+/* The access (and for a directory the default) ACL the archive holds must be on disk. */
+static bool acl_missing(int pfd, const char *last, bool access, bool dflt)
+{
+    return (access && xattr_at(pfd, last, "system.posix_acl_access", NULL, 0) <= 0) ||
+           (dflt && xattr_at(pfd, last, "system.posix_acl_default", NULL, 0) <= 0);
+}
+
+/*
+ * Owner, mode bits under mode_mask (0: none) and modification time (to the second: filesystems
+ * differ below it).
+ */
+static void check_stat(struct rs *s, const struct stat *st, uid_t uid, gid_t gid, mode_t perm,
+                       mode_t mode_mask, const struct timespec *mtime, bool mtime_set,
+                       const char *rel)
+{
+    if (st->st_uid != uid || st->st_gid != gid)
+        lost_note(s, ENGINE_LOST_OWNER, rel);
+    if (mode_mask && (st->st_mode & mode_mask) != (perm & mode_mask))
+        lost_note(s, ENGINE_LOST_MODE, rel);
+    if (mtime_set && st->st_mtim.tv_sec != mtime->tv_sec)
+        lost_note(s, ENGINE_LOST_TIMES, rel);
+}
+
+/*
+ * After an entry other than a directory or a hardlink was extracted: what is on disk must be
+ * what the archive says. A regular file must have its full size: libarchive reports a failed
+ * write() as a mere warning and then extends the file to its size, so a full filesystem would
+ * otherwise restore holes where the data should be. Returns 0, or -EIO with e filled.
+ */
+static int check_entry(struct rs *s, int pfd, const char *last, struct archive_entry *ent,
+                       mode_t type, ord_err *e)
+{
+    struct timespec mt = {archive_entry_mtime(ent), archive_entry_mtime_nsec(ent)};
+    bool acl = archive_entry_acl_count(ent, ARCHIVE_ENTRY_ACL_TYPE_ACCESS) > 0;
+    struct stat st;
+
+    if (fstatat(pfd, last, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return err_set_errno(e, -errno, "entry '%.300s' is not on disk after its extraction",
+                             s->norm);
+    if (type == AE_IFREG && (uint64_t)st.st_size != (uint64_t)archive_entry_size(ent))
+        return err_set(e, -EIO, "entry '%.300s' has %llu bytes on disk, the archive holds %llu",
+                       s->norm, (unsigned long long)st.st_size,
+                       (unsigned long long)archive_entry_size(ent));
+    check_stat(s, &st, (uid_t)archive_entry_uid(ent), (gid_t)archive_entry_gid(ent),
+               archive_entry_perm(ent), type == AE_IFLNK ? 0 : acl ? ACL_MODE_MASK : 07777, &mt,
+               archive_entry_mtime_is_set(ent), s->norm);
+    check_xattrs(s, pfd, last, ent);
+    if (type == AE_IFREG && acl_missing(pfd, last, acl, false))
+        lost_note(s, ENGINE_LOST_ACL, s->norm);
+    return 0;
+}
+
+static int remember_dir(struct rs *s, struct archive_entry *ent, bool deep)
+{
+    struct dir_rec *d;
+
+    if (s->ndirs == s->capdirs) {
+        size_t ncap = s->capdirs ? s->capdirs * 2 : 64;
+        struct dir_rec *nd = realloc(s->dirs, ncap * sizeof(*nd));
         if (!nd)
             return -ENOMEM;
-        s->deep = nd;
-        s->capdeep = ncap;
+        s->dirs = nd;
+        s->capdirs = ncap;
     }
-    d = &s->deep[s->ndeep];
+    d = &s->dirs[s->ndirs];
     d->rel = strdup(s->norm);
     if (!d->rel)
         return -ENOMEM;
     d->perm = archive_entry_perm(ent);
+    d->uid = (uid_t)archive_entry_uid(ent);
+    d->gid = (gid_t)archive_entry_gid(ent);
     d->ts[0] = (struct timespec){archive_entry_atime(ent), archive_entry_atime_nsec(ent)};
     d->ts[1] = (struct timespec){archive_entry_mtime(ent), archive_entry_mtime_nsec(ent)};
     if (!archive_entry_atime_is_set(ent))
         d->ts[0].tv_nsec = UTIME_OMIT;
-    s->ndeep++;
+    d->mtime_set = archive_entry_mtime_is_set(ent);
+    d->deep = deep;
+    d->acl_access = archive_entry_acl_count(ent, ARCHIVE_ENTRY_ACL_TYPE_ACCESS) > 0;
+    d->acl_default = archive_entry_acl_count(ent, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT) > 0;
+    s->ndirs++;
     return 0;
 }
 
-static int restore_deep_dirs(struct rs *s, ord_err *e)
+/*
+ * After archive_write_close: directories beyond PATH_MAX get their mode and times (deepest
+ * first, so that a parent's mode never stands in the way of a child), then every directory is
+ * compared with its archive entry.
+ */
+static int finish_dirs(struct rs *s, ord_err *e)
 {
-    /* Deepest first, so that a parent's mode never stands in the way of a child. */
-    for (size_t i = s->ndeep; i-- > 0;) {
-        struct deep_dir *d = &s->deep[i];
+    for (size_t i = s->ndirs; i-- > 0;) {
+        struct dir_rec *d = &s->dirs[i];
         const char *last = d->rel;
-        int r = 0, pfd = open_parent_beneath(s->sfd, d->rel, &last);
+        struct stat st;
+        int r = 0, pfd;
 
+        if (!*d->rel) {
+            /* the root entry is the staging directory itself (times: engine_restore_dir) */
+            if (fstat(s->sfd, &st) < 0)
+                return err_set_errno(e, -errno, "checking the restored root directory");
+            check_stat(s, &st, d->uid, d->gid, d->perm, d->acl_access ? ACL_MODE_MASK : 07777,
+                       &s->root_times[1], d->mtime_set, "");
+            if (acl_missing(s->sfd, "", d->acl_access, d->acl_default))
+                lost_note(s, ENGINE_LOST_ACL, "");
+            continue;
+        }
+        pfd = open_parent_beneath(s->sfd, d->rel, &last);
         if (pfd < 0)
-            return err_set_errno(e, pfd, "setting the attributes of '%.300s'", d->rel);
-        if (fchmodat(pfd, last, d->perm, 0) < 0 || utimensat(pfd, last, d->ts, AT_SYMLINK_NOFOLLOW) < 0)
+            return err_set_errno(e, pfd, "checking the restored directory '%.300s'", d->rel);
+        if (d->deep && (fchmodat(pfd, last, d->perm, 0) < 0 ||
+                        utimensat(pfd, last, d->ts, AT_SYMLINK_NOFOLLOW) < 0))
             r = -errno;
+        if (r == 0 && fstatat(pfd, last, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            r = -errno;
+        if (r == 0 && S_ISDIR(st.st_mode)) {
+            /* a later entry of the same name may have replaced it: then there is nothing
+             * of this one to check */
+            check_stat(s, &st, d->uid, d->gid, d->perm, d->acl_access ? ACL_MODE_MASK : 07777,
+                       &d->ts[1], d->mtime_set, d->rel);
+            if (acl_missing(pfd, last, d->acl_access, d->acl_default))
+                lost_note(s, ENGINE_LOST_ACL, d->rel);
+        }
         close(pfd);
         if (r < 0)
-            return err_set_errno(e, r, "setting the attributes of '%.300s'", d->rel);
+            return err_set_errno(e, r, "setting or checking the attributes of '%.300s'", d->rel);
     }
+    return 0;
+}
+
+/* errno values with which creating a device node or FIFO fails for want of a privilege or of
+ * support by the filesystem, rather than for want of space or a broken disk */
+static bool not_permitted(int err)
+{
+    return err == EPERM || err == EACCES || err == EOPNOTSUPP || err == ENOTSUP;
+}
+
+/*
+ * A write into staging failed: the message names the entry and the error and, for a full
+ * filesystem or quota, the sizes.
+ */
+static int write_failed(struct rs *s, const struct engine_expect *x, const char *what, ord_err *e)
+{
+    int err = archive_errno(s->w);
+    int code = err > 0 ? -err : -EIO;
+    struct statvfs v;
+
+    if ((code == -ENOSPC || code == -EDQUOT) && fstatvfs(s->sfd, &v) == 0) {
+        unsigned long long mib = 1024ull * 1024ull;
+        return err_set(e, code,
+                       "%s '%.300s': %s: the backup holds %llu MiB of file content in %llu "
+                       "entries, %llu MiB of it were written when the %s ran out (%llu MiB and "
+                       "%llu inodes free on that filesystem now)",
+                       what, s->norm, strerror(-code),
+                       (unsigned long long)(x->bytes_in + mib - 1) / mib,
+                       (unsigned long long)x->files, (unsigned long long)s->content / mib,
+                       code == -EDQUOT ? "quota" : "space",
+                       (unsigned long long)((uint64_t)v.f_bavail * v.f_frsize / mib),
+                       (unsigned long long)v.f_favail);
+    }
+    return err_set(e, code, "%s '%.300s': %s", what, s->norm,
+                   err > 0 ? strerror(err) : archive_error_string(s->w));
+}
+
+/*
+ * The parent directory of the entry just extracted (plen: length of its path, 0 = the staging
+ * directory), as an O_PATH descriptor that stays owned by s. libarchive has created the
+ * missing parents by now, so the cache is refreshed when it does not cover them.
+ */
+static int extracted_parent(struct rs *s, size_t plen, ord_err *e)
+{
+    char bad[512];
+    bool complete;
+    int fd = -EBADF, r;
+
+    if (plen == 0)
+        return s->sfd;
+    if (s->cache_ok && plen == s->cache_len && memcmp(s->cache, s->norm, plen) == 0)
+        return s->cache_fd;
+    r = walk_parents(s->sfd, s->norm, &complete, &fd, bad, sizeof(bad));
+    if (r == 0 && !complete)
+        r = -ENOENT;
+    if (r < 0)
+        return err_set_errno(e, r, "entry '%.300s': its parent directory is not there after "
+                             "the extraction", s->norm);
+    if (s->cache_fd >= 0)
+        close(s->cache_fd);
+    s->cache_fd = fd;
+    s->cache_ok = true;
+    memcpy(s->cache, s->norm, plen);
+    s->cache[plen] = '\0';
+    s->cache_len = plen;
+    return fd;
+}
+
+/* The root entry: libarchive treats the existing staging directory as "already there" and
+ * sets its times at once, before the children move them: we set them at the end. */
+static void note_root(struct rs *s, struct archive_entry *ent)
+{
+    s->root_seen = true;
+    s->root_times[0].tv_sec = archive_entry_atime(ent);
+    s->root_times[0].tv_nsec = archive_entry_atime_nsec(ent);
+    s->root_times[1].tv_sec = archive_entry_mtime(ent);
+    s->root_times[1].tv_nsec = archive_entry_mtime_nsec(ent);
+    if (!archive_entry_atime_is_set(ent))
+        s->root_times[0].tv_nsec = UTIME_OMIT;
+    if (!archive_entry_mtime_is_set(ent))
+        s->root_times[1].tv_nsec = UTIME_OMIT;
+}
+
+/*
+ * Before extracting the entry at s->norm (nlen > 0): its parents must be real directories (never
+ * write through a symlink), and a symlink at its own name goes first. replaces_dirs: the entry
+ * is not a directory, so it invalidates a cached parent chain it replaces a component of.
+ */
+static int check_parents(struct rs *s, size_t nlen, bool replaces_dirs, ord_err *e)
+{
+    const char *slash = strrchr(s->norm, '/');
+    size_t plen = slash ? (size_t)(slash - s->norm) : 0;
+    int pfd = s->sfd, ret;
+
+    if (plen > 0 && !(s->cache_ok && plen == s->cache_len && memcmp(s->cache, s->norm, plen) == 0)) {
+        char bad[512];
+        bool complete;
+        int fd = -EBADF;
+
+        ret = walk_parents(s->sfd, s->norm, &complete, &fd, bad, sizeof(bad));
+        if (ret == -ENOTDIR)
+            return err_set(e, -EPERM,
+                           "refusing entry '%.300s': '%.300s' is a symlink or not a directory",
+                           s->norm, bad);
+        if (ret < 0)
+            return err_set_errno(e, ret, "checking the parents of entry '%.300s'", s->norm);
+        if (s->cache_fd >= 0)
+            close(s->cache_fd);
+        s->cache_fd = fd;
+        s->cache_ok = complete;
+        if (complete) {
+            memcpy(s->cache, s->norm, plen);
+            s->cache[plen] = '\0';
+            s->cache_len = plen;
+        }
+    }
+    if (plen > 0)
+        pfd = s->cache_ok ? s->cache_fd : -EBADF; /* -EBADF: the parent is missing */
+    ret = pfd == -EBADF ? 0 : unlink_symlink_at(pfd, slash ? slash + 1 : s->norm);
+    if (ret < 0)
+        return err_set_errno(e, ret, "replacing the symlink at entry '%.300s'", s->norm);
+    if (replaces_dirs && s->cache_ok && nlen <= s->cache_len &&
+        memcmp(s->cache, s->norm, nlen) == 0 && (s->cache[nlen] == '/' || s->cache[nlen] == '\0'))
+        s->cache_ok = false;
+    return 0;
+}
+
+/*
+ * A hardlink's target must be a file extracted earlier from this archive, reached through real
+ * directories; it is rewritten to the name libarchive sees (<staging name>/<target>).
+ */
+static int check_hardlink(struct rs *s, struct archive_entry *ent, const char *hl, size_t blen,
+                          ord_err *e)
+{
+    char *tn = s->full; /* scratch: the normalised target, then rebuilt below */
+    struct stat st;
+    char bad[512];
+    bool complete;
+    int ret;
+
+    ret = normalize(hl, tn, RESTORE_PATH_MAX, "hardlink target", e);
+    if (ret < 0)
+        return err_wrap(e, ret, "entry '%.300s'", s->norm);
+    if (!*tn)
+        return err_set(e, -EPERM, "refusing hardlink '%.300s' to the root", s->norm);
+    ret = walk_parents(s->sfd, tn, &complete, NULL, bad, sizeof(bad));
+    if (ret == -ENOTDIR)
+        return err_set(e, -EPERM,
+                       "refusing hardlink '%.300s' -> '%.300s': '%.300s' is a symlink or not a "
+                       "directory",
+                       s->norm, hl, bad);
+    if (ret == 0 && complete)
+        ret = stat_beneath(s->sfd, tn, &st);
+    else if (ret == 0)
+        ret = -ENOENT;
+    if (ret < 0 || S_ISDIR(st.st_mode))
+        return err_set(e, -EPERM,
+                       "refusing hardlink '%.300s' -> '%.300s': the target is not a file "
+                       "extracted earlier from this archive",
+                       s->norm, hl);
+    memmove(tn + blen + 1, tn, strlen(tn) + 1);
+    memcpy(tn, s->base, blen);
+    tn[blen] = '/';
+    archive_entry_copy_hardlink(ent, tn);
+    return 0;
+}
+
+/* The entry's data from the archive to disk, within the manifest's content size. */
+static int copy_data(struct rs *s, const struct engine_expect *x, ord_err *e)
+{
+    for (;;) {
+        const void *buf;
+        size_t len;
+        la_int64_t off;
+        int rr = archive_read_data_block(s->rd.a, &buf, &len, &off);
+
+        if (rr == ARCHIVE_EOF)
+            return 0;
+        if (rr < ARCHIVE_WARN) {
+            int ret;
+            zsource_stop(&s->rd.z);
+            ret = engine_archive_err(s->rd.a, &s->rd.z.err, e, "reading the stored object");
+            return err_wrap(e, ret, "entry '%.300s'", s->norm);
+        }
+        s->content += len;
+        if (s->content > x->bytes_in)
+            return err_set(e, -EBADMSG,
+                           "entry '%.300s': the archive holds more data than the manifest's "
+                           "%llu bytes",
+                           s->norm, (unsigned long long)x->bytes_in);
+        /* Not only below ARCHIVE_WARN: libarchive reports a failed write() (ENOSPC, EDQUOT,
+         * EIO) as a warning and goes on. Any warning here is a lost write. */
+        if (archive_write_data_block(s->w, buf, len, off) != ARCHIVE_OK)
+            return write_failed(s, x, "writing entry", e);
+    }
+}
+
+/*
+ * After the entry (not a hardlink) was extracted: attributes beyond PATH_MAX, then the entry on
+ * disk against the archive (a directory: its xattrs now, the rest in finish_dirs).
+ */
+static int after_entry(struct rs *s, struct archive_entry *ent, mode_t type, bool deep,
+                       ord_err *e)
+{
+    const char *slash = strrchr(s->norm, '/');
+    const char *last = slash ? slash + 1 : s->norm;
+    int pfd, ret;
+
+    if (type == AE_IFDIR) {
+        ret = remember_dir(s, ent, deep);
+        if (ret < 0)
+            return err_set(e, ret, "out of memory");
+    } else if (deep && type != AE_IFREG) {
+        ret = fix_deep_entry(s->sfd, s->norm, ent);
+        if (ret < 0)
+            return err_set_errno(e, ret, "setting the attributes of '%.300s'", s->norm);
+    }
+    pfd = *s->norm ? extracted_parent(s, slash ? (size_t)(slash - s->norm) : 0, e) : s->sfd;
+    if (pfd < 0)
+        return pfd;
+    if (type != AE_IFDIR)
+        return check_entry(s, pfd, last, ent, type, e);
+    check_xattrs(s, pfd, *s->norm ? last : "", ent);
     return 0;
 }
 
@@ -474,8 +944,6 @@ static int restore_entries(struct rs *s, const struct engine_expect *x, ord_err 
     for (;;) {
         struct archive_entry *ent;
         const char *hl;
-        char bad[512];
-        bool complete;
         size_t nlen;
         int ret;
         mode_t type;
@@ -497,160 +965,57 @@ static int restore_entries(struct rs *s, const struct engine_expect *x, ord_err 
         if (nlen == 0 && (type != AE_IFDIR || hl))
             return err_set(e, -EPERM, "refusing entry '%.300s': the root must be a directory",
                            archive_entry_pathname(ent));
-        if (nlen == 0) {
-            /* libarchive treats the existing staging directory as "already there" and sets
-             * its times at once, before the children move them: we set them at the end. */
-            s->root_seen = true;
-            s->root_times[0].tv_sec = archive_entry_atime(ent);
-            s->root_times[0].tv_nsec = archive_entry_atime_nsec(ent);
-            s->root_times[1].tv_sec = archive_entry_mtime(ent);
-            s->root_times[1].tv_nsec = archive_entry_mtime_nsec(ent);
-            if (!archive_entry_atime_is_set(ent))
-                s->root_times[0].tv_nsec = UTIME_OMIT;
-            if (!archive_entry_mtime_is_set(ent))
-                s->root_times[1].tv_nsec = UTIME_OMIT;
-        }
+        if (nlen == 0)
+            note_root(s, ent);
+        else if ((ret = check_parents(s, nlen, type != AE_IFDIR || hl, e)) < 0)
+            return ret;
+        if (hl && (ret = check_hardlink(s, ent, hl, blen, e)) < 0)
+            return ret;
 
-        /* Parents must be real directories: never write through a symlink. */
-        if (nlen > 0) {
-            const char *slash = strrchr(s->norm, '/');
-            size_t plen = slash ? (size_t)(slash - s->norm) : 0;
-            int pfd = s->sfd;
-
-            if (plen > 0 && !(s->cache_ok && plen == s->cache_len &&
-                              memcmp(s->cache, s->norm, plen) == 0)) {
-                int fd = -EBADF;
-
-                ret = walk_parents(s->sfd, s->norm, &complete, &fd, bad, sizeof(bad));
-                if (ret == -ENOTDIR)
-                    return err_set(e, -EPERM,
-                                   "refusing entry '%.300s': '%.300s' is a symlink or not a directory",
-                                   s->norm, bad);
-                if (ret < 0)
-                    return err_set_errno(e, ret, "checking the parents of entry '%.300s'", s->norm);
-                if (s->cache_fd >= 0)
-                    close(s->cache_fd);
-                s->cache_fd = fd;
-                s->cache_ok = complete;
-                if (complete) {
-                    memcpy(s->cache, s->norm, plen);
-                    s->cache[plen] = '\0';
-                    s->cache_len = plen;
-                }
-            }
-            if (plen > 0)
-                pfd = s->cache_ok ? s->cache_fd : -EBADF; /* -EBADF: the parent is missing */
-            ret = pfd == -EBADF ? 0 : unlink_symlink_at(pfd, slash ? slash + 1 : s->norm);
-            if (ret < 0)
-                return err_set_errno(e, ret, "replacing the symlink at entry '%.300s'", s->norm);
-            /* A non-directory replacing a cached parent component invalidates the cache. */
-            if ((type != AE_IFDIR || hl) && s->cache_ok && nlen <= s->cache_len &&
-                memcmp(s->cache, s->norm, nlen) == 0 &&
-                (s->cache[nlen] == '/' || s->cache[nlen] == '\0'))
-                s->cache_ok = false;
-        }
-
-        if (hl) {
-            struct stat st;
-            char *tn = s->full; /* scratch: the normalised target, then rebuilt below */
-            ret = normalize(hl, tn, RESTORE_PATH_MAX, "hardlink target", e);
-            if (ret < 0)
-                return err_wrap(e, ret, "entry '%.300s'", s->norm);
-            if (!*tn)
-                return err_set(e, -EPERM, "refusing hardlink '%.300s' to the root", s->norm);
-            ret = walk_parents(s->sfd, tn, &complete, NULL, bad, sizeof(bad));
-            if (ret == -ENOTDIR)
-                return err_set(e, -EPERM,
-                               "refusing hardlink '%.300s' -> '%.300s': '%.300s' is a symlink or "
-                               "not a directory",
-                               s->norm, hl, bad);
-            if (ret == 0 && complete)
-                ret = stat_beneath(s->sfd, tn, &st);
-            else if (ret == 0)
-                ret = -ENOENT;
-            if (ret < 0 || S_ISDIR(st.st_mode))
-                return err_set(e, -EPERM,
-                               "refusing hardlink '%.300s' -> '%.300s': the target is not a file "
-                               "extracted earlier from this archive",
-                               s->norm, hl);
-            memmove(tn + blen + 1, tn, strlen(tn) + 1);
-            memcpy(tn, s->base, blen);
-            tn[blen] = '/';
-            archive_entry_copy_hardlink(ent, tn);
-        }
-
-        /* The name libarchive sees: <staging name>[/<normalised entry>]. */
+        /* The name libarchive sees: <staging name>[/<normalised entry>]. The hardlink target
+         * was copied into ent, so s->full is free again. */
         if (blen + 1 + nlen + 1 > RESTORE_PATH_MAX)
             return err_set(e, -ENAMETOOLONG, "refusing entry '%.300s': too long", s->norm);
-        {
-            char *full = s->full; /* the hardlink target was copied into ent: reuse it */
-            memcpy(full, s->base, blen);
-            if (nlen) {
-                full[blen] = '/';
-                memcpy(full + blen + 1, s->norm, nlen + 1);
-            } else {
-                full[blen] = '\0';
-            }
-            archive_entry_copy_pathname(ent, full);
+        memcpy(s->full, s->base, blen);
+        s->full[blen] = '\0';
+        if (nlen) {
+            s->full[blen] = '/';
+            memcpy(s->full + blen + 1, s->norm, nlen + 1);
         }
+        archive_entry_copy_pathname(ent, s->full);
 
         ret = archive_write_header(s->w, ent);
-        if (ret < ARCHIVE_WARN) {
-            engine_archive_err(s->w, NULL, e, "extracting");
-            return err_wrap(e, -EIO, "entry '%.300s'", s->norm);
-        }
-        if (ret == ARCHIVE_WARN)
+        if (ret < ARCHIVE_WARN && ret != ARCHIVE_FATAL && !hl &&
+            (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFIFO) &&
+            not_permitted(archive_errno(s->w))) {
+            /* no CAP_MKNOD, or a filesystem without them: counted, decided at the end */
             log_debug("restore: '%s': %s", s->norm, archive_error_string(s->w));
-        for (;;) {
-            const void *buf;
-            size_t len;
-            la_int64_t off;
-            int rr = archive_read_data_block(s->rd.a, &buf, &len, &off);
-            if (rr == ARCHIVE_EOF)
-                break;
-            if (rr < ARCHIVE_WARN) {
-                zsource_stop(&s->rd.z);
-                ret = engine_archive_err(s->rd.a, &s->rd.z.err, e, "reading the stored object");
-                return err_wrap(e, ret, "entry '%.300s'", s->norm);
-            }
-            s->content += len;
-            if (s->content > x->bytes_in)
-                return err_set(e, -EBADMSG,
-                               "entry '%.300s': the archive holds more data than the manifest's "
-                               "%llu bytes",
-                               s->norm, (unsigned long long)x->bytes_in);
-            la_ssize_t wn = archive_write_data_block(s->w, buf, len, off);
-            if (wn < ARCHIVE_WARN) {
-                engine_archive_err(s->w, NULL, e, "extracting");
-                return err_wrap(e, -EIO, "entry '%.300s'", s->norm);
-            }
+            lost_note(s, type == AE_IFIFO ? ENGINE_LOST_FIFO : ENGINE_LOST_DEVICE, s->norm);
+            continue;
         }
+        if (ret < ARCHIVE_WARN)
+            return write_failed(s, x, "creating entry", e);
+        if (ret == ARCHIVE_WARN) /* what it concerns is found by check_entry/finish_dirs */
+            log_debug("restore: '%s': %s", s->norm, archive_error_string(s->w));
+        ret = copy_data(s, x, e);
+        if (ret < 0)
+            return ret;
         ret = archive_write_finish_entry(s->w);
-        if (ret < ARCHIVE_WARN) {
-            engine_archive_err(s->w, NULL, e, "extracting");
-            return err_wrap(e, -EIO, "entry '%.300s'", s->norm);
-        }
+        if (ret < ARCHIVE_WARN)
+            return write_failed(s, x, "finishing entry", e);
         if (ret == ARCHIVE_WARN)
             log_debug("restore: '%s': %s", s->norm, archive_error_string(s->w));
-        if (blen + 1 + nlen >= PATH_MAX && type == AE_IFDIR && !hl) {
-            ret = remember_deep_dir(s, ent);
-            if (ret < 0)
-                return err_set(e, ret, "out of memory");
-        }
-        if (blen + 1 + nlen >= PATH_MAX && !hl &&
-            (type == AE_IFLNK || type == AE_IFIFO || type == AE_IFCHR || type == AE_IFBLK)) {
-            ret = fix_deep_entry(s->sfd, s->norm, ent);
-            if (ret < 0)
-                return err_set_errno(e, ret, "setting the attributes of '%.300s'", s->norm);
-        }
+        if (!hl && (ret = after_entry(s, ent, type, blen + 1 + nlen >= PATH_MAX, e)) < 0)
+            return ret;
     }
 }
 
 int engine_restore_dir(const struct byte_source *source, const struct engine_expect *expect,
-                       const char *staging_path, ord_err *e)
+                       const char *staging_path, struct engine_lost *lost, ord_err *e)
 {
     _cleanup_close_ int pfd = -EBADF, cwd = -EBADF;
-    struct rs s = {.sfd = -EBADF, .cache_fd = -EBADF};
+    struct engine_lost none = {0};
+    struct rs s = {.sfd = -EBADF, .cache_fd = -EBADF, .lost = lost ? lost : &none};
     bool created = false, moved = false;
     int ret;
 
@@ -670,8 +1035,9 @@ int engine_restore_dir(const struct byte_source *source, const struct engine_exp
     s.norm = malloc(RESTORE_PATH_MAX);
     s.full = malloc(RESTORE_PATH_MAX);
     s.cache = malloc(RESTORE_PATH_MAX);
+    s.xbuf = malloc(XATTR_SIZE_MAX);
     s.w = archive_write_disk_new();
-    if (!s.norm || !s.full || !s.cache || !s.w) {
+    if (!s.norm || !s.full || !s.cache || !s.xbuf || !s.w) {
         ret = err_set(e, -ENOMEM, "out of memory");
         goto out;
     }
@@ -703,14 +1069,29 @@ int engine_restore_dir(const struct byte_source *source, const struct engine_exp
         ret = engine_archive_err(s.w, NULL, e, "finishing the extraction");
         goto out;
     }
-    ret = restore_deep_dirs(&s, e);
-    if (ret < 0)
-        goto out;
     if (s.root_seen && futimens(s.sfd, s.root_times) < 0) {
         ret = err_set_errno(e, -errno, "setting the times of '%s'", staging_path);
         goto out;
     }
+    ret = finish_dirs(&s, e);
+    if (ret < 0)
+        goto out;
     ret = rd_finish(&s.rd, expect, s.files, s.content, e);
+    if (ret < 0)
+        goto out;
+    /* Writeback errors (EIO from the disk, a thin pool or an NFS server) surface here: the
+     * descriptor was opened before anything was written, so syncfs reports every one since. */
+    if (syncfs(s.sfd) < 0) {
+        ret = err_set_errno(e, -errno, "flushing the restored content of '%s' to disk",
+                            staging_path);
+        goto out;
+    }
+    if (engine_lost_total(s.lost) > 0 && !s.lost->accept) {
+        char what[ORD_ERR_MSG_MAX / 2];
+
+        engine_lost_describe(s.lost, what, sizeof(what));
+        ret = err_set(e, -EPERM, "the restore could not keep %s", what);
+    }
 out:
     if (moved && fchdir(cwd) < 0 && ret >= 0)
         ret = err_set_errno(e, -errno, "cannot return to the previous working directory");
@@ -724,14 +1105,16 @@ out:
     free(s.norm);
     free(s.full);
     free(s.cache);
-    for (size_t i = 0; i < s.ndeep; i++)
-        free(s.deep[i].rel);
-    free(s.deep);
+    free(s.xbuf);
+    for (size_t i = 0; i < s.ndirs; i++)
+        free(s.dirs[i].rel);
+    free(s.dirs);
+    engine_lost_clear(&none);
     if (ret < 0 && created) {
         ord_err e2 = {0};
         if (fs_rmtree_at(pfd, s.base, &e2) < 0)
-            err_wrap(e, ret, "(the staging directory '%s' could not be removed: %s)", staging_path,
-                     e2.msg);
+            err_append(e, "the staging directory '%s' could not be removed (%s): the next "
+                       "restore of this volume removes it", staging_path, e2.msg);
     }
     return ret;
 }

@@ -54,6 +54,20 @@ static int flush_fs(int dirfd, const char *name)
     return 0;
 }
 
+/*
+ * The swap failed before the exchange: the live entry is untouched, and the restored content
+ * goes, so that a failed restore gives its space back. Returns r.
+ */
+static int drop_staging(int dirfd, const char *name, int r, ord_err *e)
+{
+    ord_err e2 = {0};
+
+    if (fs_rmtree_at(dirfd, name, &e2) < 0)
+        err_append(e, "the staging entry could not be removed either (%s): the next restore "
+                      "of this volume removes it", e2.msg);
+    return r;
+}
+
 int engine_swap(const char *live_path, const char *staging_path, ord_err *e)
 {
     _cleanup_close_ int lfd = -EBADF, sfd = -EBADF;
@@ -79,17 +93,22 @@ int engine_swap(const char *live_path, const char *staging_path, ord_err *e)
     if (!S_ISDIR(b.st_mode))
         return err_set(e, -ENOTDIR, "staging entry '%s' is not a directory", staging_path);
     r = flush_fs(lfd, sbase);
-    if (r < 0)
-        return err_set_errno(e, r, "cannot flush the restored content of '%s' to disk",
-                             staging_path);
+    if (r < 0) {
+        err_set_errno(e, r, "cannot flush the restored content of '%s' to disk", staging_path);
+        return drop_staging(lfd, sbase, r, e);
+    }
 
     if (renameat2(lfd, sbase, lfd, lbase, RENAME_EXCHANGE) < 0) {
-        if (errno != ENOENT || fstatat(lfd, lbase, &a, AT_SYMLINK_NOFOLLOW) == 0)
-            return err_set_errno(e, -errno, "cannot exchange '%s' and '%s'", staging_path,
-                                 live_path);
+        if (errno != ENOENT || fstatat(lfd, lbase, &a, AT_SYMLINK_NOFOLLOW) == 0) {
+            r = err_set_errno(e, -errno, "cannot exchange '%s' and '%s'", staging_path,
+                              live_path);
+            return drop_staging(lfd, sbase, r, e);
+        }
         /* No live entry: the restored directory simply becomes it. */
-        if (renameat2(lfd, sbase, lfd, lbase, RENAME_NOREPLACE) < 0)
-            return err_set_errno(e, -errno, "cannot rename '%s' to '%s'", staging_path, live_path);
+        if (renameat2(lfd, sbase, lfd, lbase, RENAME_NOREPLACE) < 0) {
+            r = err_set_errno(e, -errno, "cannot rename '%s' to '%s'", staging_path, live_path);
+            return drop_staging(lfd, sbase, r, e);
+        }
         if (fsync(lfd) < 0)
             return err_set_errno(e, -errno, "cannot flush the directory of '%s'", live_path);
         return 0;

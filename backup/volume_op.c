@@ -4,9 +4,14 @@
  * exactly the same steps for a VolumeTask.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "id.h"
@@ -177,16 +182,74 @@ int volop_verify_object(struct repo *repo, const struct backup_manifest *b,
     return engine_verify(&src, &ex, e);
 }
 
+int volop_check_fit(const struct volume_manifest *m, const struct layout_volume *lv,
+                    struct volop_fit *ret, ord_err *e)
+{
+    struct volop_fit f = {.need_bytes = m->bytes_in};
+    struct statvfs v;
+
+    if (lv->kind == VOLUME_DEVICE) {
+        _cleanup_close_ int fd = open(lv->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        uint64_t size = 0;
+
+        if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
+            return err_set_errno(e, -errno, "cannot size the device of '%s'", lv->path);
+        f.free_bytes = size;
+        f.free_inodes = UINT64_MAX;
+    } else {
+        _cleanup_free_ char *dir = strdup(lv->path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+
+        if (!dir)
+            return err_set(e, -ENOMEM, "out of memory");
+        if (slash && slash != dir)
+            *slash = '\0';
+        if (statvfs(dir, &v) < 0)
+            return err_set_errno(e, -errno, "cannot examine the filesystem of '%s'", dir);
+        f.need_bytes += m->files * (uint64_t)v.f_bsize / 2;
+        f.need_inodes = m->files;
+        f.free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+        f.free_inodes = v.f_files == 0 ? UINT64_MAX : (uint64_t)v.f_favail;
+    }
+    f.fits = f.need_bytes <= f.free_bytes && f.need_inodes <= f.free_inodes;
+    *ret = f;
+    return 0;
+}
+
+void volop_fit_describe(const struct volop_fit *f, char *buf, size_t size)
+{
+    char need[32], have[32];
+
+    cli_format_bytes(f->need_bytes, need, sizeof(need));
+    cli_format_bytes(f->free_bytes, have, sizeof(have));
+    if (f->free_inodes == UINT64_MAX || f->need_inodes == 0)
+        snprintf(buf, size, "needs about %s, %s %s", need, have,
+                 f->need_inodes ? "is free" : "is the device's size");
+    else
+        snprintf(buf, size, "needs about %s and %llu inodes, %s and %llu inodes are free", need,
+                 (unsigned long long)f->need_inodes, have, (unsigned long long)f->free_inodes);
+}
+
 int volop_restore(struct repo *repo, const struct backup_manifest *b,
                   const struct backup_volume *bv, const struct volume_manifest *m, const char *root,
-                  const struct layout_volume *lv, ord_err *e)
+                  const struct layout_volume *lv, struct engine_lost *lost, ord_err *e)
 {
     _cleanup_(repo_reader_closep) struct repo_reader *rd = NULL;
     struct engine_expect ex = volop_expect(m);
     struct byte_source src;
-    char key[REPO_KEY_MAX + 1], staging[LAYOUT_PATH_MAX];
+    struct volop_fit fit;
+    char key[REPO_KEY_MAX + 1], staging[LAYOUT_PATH_MAX], what[256];
     int r;
 
+    r = volop_check_fit(m, lv, &fit, e);
+    if (r < 0)
+        return r;
+    if (!fit.fits) {
+        volop_fit_describe(&fit, what, sizeof(what));
+        return err_set(e, -ENOSPC, "it does not fit on the %s of '%s': it %s; free space there "
+                       "(or grow it) and run the restore again",
+                       lv->kind == VOLUME_DEVICE ? "device" : "filesystem", lv->path, what);
+    }
     cli_object_key(key, sizeof(key), b, bv);
     r = repo_get_open(repo, key, &rd, e);
     if (r < 0)
@@ -199,7 +262,7 @@ int volop_restore(struct repo *repo, const struct backup_manifest *b,
                             b->id);
     if (r < 0)
         return err_set(e, r, "the staging path is too long");
-    r = engine_restore_dir(&src, &ex, staging, e);
+    r = engine_restore_dir(&src, &ex, staging, lost, e);
     if (r < 0)
         return r;
     return engine_swap(lv->path, staging, e);

@@ -58,14 +58,40 @@ int volop_verify_object(struct repo *repo, const struct backup_manifest *b,
                         const struct backup_volume *bv, const struct volume_manifest *m,
                         ord_err *e);
 
+/* Whether a volume's restore fits where it goes (volop_check_fit). */
+struct volop_fit {
+    uint64_t need_bytes;  /* directory: content + half a block per entry; device: image size */
+    uint64_t need_inodes; /* entries; 0 for a device */
+    uint64_t free_bytes;  /* for an unprivileged user, as statvfs's f_bavail; device: its size */
+    uint64_t free_inodes; /* UINT64_MAX when the filesystem does not count inodes (btrfs) */
+    bool fits;
+};
+
+/*
+ * Compares what restoring m onto lv needs with what the target has: for a directory volume
+ * the free space and inodes of the filesystem that holds the entry (the restore is extracted
+ * beside the live content, which stays until the swap), for a device volume the device's size.
+ * The sizes are the manifest's: content bytes read (holes of sparse files are not counted)
+ * plus half a block per entry for the partly used last blocks. Returns 0 with *ret filled, or
+ * a negative errno (the target cannot be examined).
+ */
+int volop_check_fit(const struct volume_manifest *m, const struct layout_volume *lv,
+                    struct volop_fit *ret, ord_err *e);
+
+/* "needs 1.2 GiB and 4,000 inodes, 800 MiB and 1,000,000 inodes are free" for messages. */
+void volop_fit_describe(const struct volop_fit *f, char *buf, size_t size);
+
 /*
  * Restores bv of backup b onto the layout entry lv under root: a directory volume through a
  * staging entry and an atomic swap, a device volume written back in place (the caller has
- * checked the object with volop_verify_object() first). Returns 0 or a negative errno; on
- * failure a directory volume keeps its previous content.
+ * checked the object with volop_verify_object() first). Refuses, changing nothing, a volume
+ * that volop_check_fit finds too large for its target. lost (may be NULL) is passed to
+ * engine_restore_dir: unless lost->accept, a restore that could not keep every attribute is
+ * not swapped in. Returns 0 or a negative errno; on failure a directory volume keeps its
+ * previous content and its staging entry is removed.
  */
 int volop_restore(struct repo *repo, const struct backup_manifest *b,
                   const struct backup_volume *bv, const struct volume_manifest *m, const char *root,
-                  const struct layout_volume *lv, ord_err *e);
+                  const struct layout_volume *lv, struct engine_lost *lost, ord_err *e);
 
 #endif

@@ -77,3 +77,19 @@ const char *err_msg(const ord_err *e)
         return e->msg;
     return e->code ? strerror(-e->code) : "no error";
 }
+
+int err_append(ord_err *e, const char *fmt, ...)
+{
+    char more[ORD_ERR_MSG_MAX];
+    size_t len;
+    va_list ap;
+
+    if (!e || e->code == 0)
+        return e ? e->code : 0;
+    va_start(ap, fmt);
+    vsnprintf(more, sizeof(more), fmt, ap);
+    va_end(ap);
+    len = strlen(e->msg);
+    snprintf(e->msg + len, sizeof(e->msg) - len, "; %s", more);
+    return e->code;
+}

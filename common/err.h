@@ -35,6 +35,12 @@ int err_set_errno(ord_err *e, int code, const char *fmt, ...) _printf_(3, 4);
  */
 int err_wrap(ord_err *e, int code, const char *fmt, ...) _printf_(3, 4);
 
+/*
+ * Append "; " and the text to the recorded message (for what happened after the failure, such
+ * as a clean-up that failed too). Does nothing when nothing was recorded. Returns e->code.
+ */
+int err_append(ord_err *e, const char *fmt, ...) _printf_(2, 3);
+
 /* Reset to "no error". */
 void err_clear(ord_err *e);
 

@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     s.pos = 0;
     snprintf(staging, sizeof(staging), "%s/stage", workdir);
-    if (engine_restore_dir(&bs, &x, staging, &e) >= 0)
+    if (engine_restore_dir(&bs, &x, staging, NULL, &e) >= 0)
         abort(); /* the counts cannot match */
     if (faccessat(workfd, "stage", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
         abort(); /* a failed restore must not leave staging behind */

@@ -152,7 +152,7 @@ int main(int argc, char **argv)
         else if (x.kind == VOLUME_DEVICE)
             r = engine_restore_device(&src, &x, argv[3], &e);
         else
-            r = engine_restore_dir(&src, &x, argv[3], &e);
+            r = engine_restore_dir(&src, &x, argv[3], NULL, &e);
         close(fd);
         return r < 0 ? fail(&e) : 0;
     }

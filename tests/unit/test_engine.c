@@ -470,13 +470,13 @@ static void test_roundtrip(void **state)
 
     src.pos = 0;
     src.chunk = 777; /* odd read sizes from the source */
-    if (engine_restore_dir(&bs, &x, at("staging"), &e) < 0)
+    if (engine_restore_dir(&bs, &x, at("staging"), NULL, &e) < 0)
         fail_msg("restore: %s", e.msg);
     cmp_trees("vol", "staging");
 
     /* Restoring into an existing staging entry is refused, and leaves it alone. */
     src.pos = 0;
-    assert_int_equal(engine_restore_dir(&bs, &x, at("staging"), &e), -EEXIST);
+    assert_int_equal(engine_restore_dir(&bs, &x, at("staging"), NULL, &e), -EEXIST);
     assert_int_equal(faccessat(rootfd, "staging/plain.txt", F_OK, AT_SYMLINK_NOFOLLOW), 0);
 
     /* The same tree backs up to the same bytes (sorted walk, deterministic). */
@@ -534,7 +534,7 @@ static void test_changed_during_read(void **state)
     struct byte_source bs = {mem_read, &src};
     assert_int_equal(engine_verify(&bs, &x, &e), 0);
     src.pos = 0;
-    assert_int_equal(engine_restore_dir(&bs, &x, at("staging"), &e), 0);
+    assert_int_equal(engine_restore_dir(&bs, &x, at("staging"), NULL, &e), 0);
     struct stat s;
     assert_int_equal(fstatat(rootfd, "staging/growing", &s, 0), 0);
     assert_int_equal(s.st_size, 8 << 20);
@@ -583,7 +583,7 @@ static void test_small_file_reread(void **state)
         struct engine_expect x = expect_of(&st, VOLUME_DIRECTORY);
         struct memsrc src = {m.p, m.len, 0, 0};
         struct byte_source bs = {mem_read, &src};
-        assert_int_equal(engine_restore_dir(&bs, &x, at(stage), &e), 0);
+        assert_int_equal(engine_restore_dir(&bs, &x, at(stage), NULL, &e), 0);
         snprintf(p, sizeof(p), "%s/hot", stage);
         int fd = openat(rootfd, p, O_RDONLY);
         assert_int_equal(read(fd, buf, sizeof(buf)), 40);
@@ -634,7 +634,7 @@ static void test_mount_point(void **state)
     struct engine_expect x = expect_of(&st, VOLUME_DIRECTORY);
     struct memsrc src = {m.p, m.len, 0, 0};
     struct byte_source bs = {mem_read, &src};
-    assert_int_equal(engine_restore_dir(&bs, &x, at("staging"), &e), 0);
+    assert_int_equal(engine_restore_dir(&bs, &x, at("staging"), NULL, &e), 0);
     assert_int_equal(faccessat(rootfd, "staging/mnt", F_OK, 0), 0);
     assert_int_equal(faccessat(rootfd, "staging/mnt/on_other_fs", F_OK, 0), -1);
     assert_int_equal(faccessat(rootfd, "staging/z_after", F_OK, 0), 0);
@@ -689,7 +689,7 @@ static void test_verify_mismatch(void **state)
     x = expect_of(&st, VOLUME_DIRECTORY);
     x.bytes_in--;
     src.pos = 0;
-    assert_true(engine_restore_dir(&bs, &x, at("staging"), &e) < 0);
+    assert_true(engine_restore_dir(&bs, &x, at("staging"), NULL, &e) < 0);
     assert_int_equal(faccessat(rootfd, "staging", F_OK, AT_SYMLINK_NOFOLLOW), -1);
     engine_stats_free(&st);
     free(m.p);

@@ -218,7 +218,7 @@ static void expect_refused(const struct obj *o, const struct engine_expect *x, c
     struct memsrc src = {o->z.p, o->z.len, 0, 0};
     struct byte_source bs = {mem_read, &src};
     ord_err e = {0};
-    int r = engine_restore_dir(&bs, x, staging(), &e);
+    int r = engine_restore_dir(&bs, x, staging(), NULL, &e);
 
     if (r >= 0)
         fail_msg("restore accepted a hostile object (expected '%s')", msg);
@@ -307,7 +307,7 @@ static void hostile_replaced_symlink(void **state)
         build(&o, cases[i].ents, 2);
         struct engine_expect x = expect_obj(&o);
         src = (struct memsrc){o.z.p, o.z.len, 0, 0};
-        r = engine_restore_dir(&bs, &x, staging(), &e);
+        r = engine_restore_dir(&bs, &x, staging(), NULL, &e);
         if (r >= 0) {
             struct stat st;
             int vfd = openat(rootfd, "vols", O_RDONLY | O_DIRECTORY);
@@ -376,7 +376,7 @@ static void hostile_stream(void **state)
         struct memsrc src = {o.z.p, o.z.len, 0, 0};
         struct byte_source bs = {mem_read, &src};
         ord_err e = {0};
-        if (engine_restore_dir(&bs, &x, staging(), &e) < 0)
+        if (engine_restore_dir(&bs, &x, staging(), NULL, &e) < 0)
             fail_msg("valid object refused: %s", e.msg);
         int vfd = openat(rootfd, "vols", O_RDONLY | O_DIRECTORY);
         assert_int_equal(fs_rmtree_at(vfd, "live.staging", &e), 0);
