@@ -360,8 +360,9 @@ static void stopped(struct rc *rc, const struct cobj_sts *st, const char *id, in
                     const struct backup_volume *failed, size_t n_done, size_t n, int r, ord_err *e)
 {
     char where[NAMES_SUBDOMAIN_MAX + 96], key[NAMES_LABEL_MAX + NAMES_SUBDOMAIN_MAX + 2];
-    char cause[ORD_ERR_MSG_MAX], msg[ORD_ERR_MSG_MAX + 1024];
+    char head[ORD_ERR_MSG_MAX], tail[ORD_ERR_MSG_MAX], cause[ORD_ERR_MSG_MAX];
     const struct sts_ref *sts = rc->sts;
+    size_t len, avail;
 
     snprintf(cause, sizeof(cause), "%s", err_msg(e));
     cobj_restore_record_key(sts, key, sizeof(key));
@@ -373,20 +374,30 @@ static void stopped(struct rc *rc, const struct cobj_sts *st, const char *id, in
         snprintf(where, sizeof(where), " after restoring all %zu volumes", n);
     else
         snprintf(where, sizeof(where), " before restoring any volume");
-    /* The cause is cut so that the two ways on always fit (ORD_ERR_MSG_MAX, and the Event's
-     * 1 KiB); the whole of a task's message stays in its status. */
-    snprintf(msg, sizeof(msg),
-             "restore of backup %s into %s/%s stopped%s: %.300s. The StatefulSet stays at 0 "
-             "replicas, so nothing runs on a half-restored set (it had %d; recorded in "
-             "ConfigMap %s/%s). Either fix the cause and run the same restore again: it "
-             "resumes and scales back to %d. Or scale back by hand to the volumes as they are "
-             "(restored ones hold the backup, the rest their old data): kubectl -n %s scale "
-             "statefulset %s --replicas=%d && kubectl -n %s patch configmap %s --type=merge -p "
-             "'{\"data\":{\"%s\":null}}'",
-             id, sts->ns, sts->name, where, cause, (int)replicas, rc->ns, COBJ_RESTORE_RECORD,
-             (int)replicas, sts->ns, sts->name, (int)replicas, rc->ns, COBJ_RESTORE_RECORD, key);
-    post_event(rc, st, "RestoreFailed", msg);
-    err_set(e, r, "%s", msg);
+    snprintf(head, sizeof(head), "restore of backup %s into %s/%s stopped%s: ", id, sts->ns,
+             sts->name, where);
+    snprintf(tail, sizeof(tail),
+             ". The StatefulSet stays at 0 replicas, so nothing runs on a half-restored set (it "
+             "had %d; recorded in ConfigMap %s/%s). Either fix the cause and run the same "
+             "restore again: it resumes and scales back to %d. Or scale back by hand to the "
+             "volumes as they are (restored ones hold the backup, the rest their old data): "
+             "kubectl -n %s scale statefulset %s --replicas=%d && kubectl -n %s patch configmap "
+             "%s --type=merge -p '{\"data\":{\"%s\":null}}'",
+             (int)replicas, rc->ns, COBJ_RESTORE_RECORD, (int)replicas, sts->ns, sts->name,
+             (int)replicas, rc->ns, COBJ_RESTORE_RECORD, key);
+    /* One line of at most ORD_ERR_MSG_MAX - 1 bytes, which also fits an Event's 1 KiB: the
+     * cause gives way (cut on a character boundary, "..." says so) so that the two ways on
+     * always fit; a failed task's whole message stays in its status. */
+    len = strlen(cause);
+    avail = ORD_ERR_MSG_MAX - 1 - MIN(strlen(head) + strlen(tail), (size_t)ORD_ERR_MSG_MAX - 65);
+    if (len > avail) {
+        len = avail - 3;
+        while (len > 0 && ((unsigned char)cause[len] & 0xc0) == 0x80)
+            len--;
+        memcpy(cause + len, "...", 4);
+    }
+    err_set(e, r, "%s%s%s", head, cause, tail);
+    post_event(rc, st, "RestoreFailed", err_msg(e));
 }
 
 int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *sts, ord_err *e)
@@ -514,10 +525,7 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
             r = cluster_task_run(rc.c, rc.ns, true, tag, b.id, sts, bv->ordinal, bv->template_name,
                                  pv, node, a->task_timeout, task, sizeof(task), &t, e);
         if (r >= 0 && t.phase == VTASK_FAILED)
-            r = err_set(e, -EIO,
-                        "task '%s' failed (its status in 'kubectl -n %s get volumetask %s -o "
-                        "yaml'): %s",
-                        task, rc.ns, task, t.message);
+            r = err_set(e, -EIO, "task '%s' failed: %s", task, t.message);
         if (r < 0)
             goto fail;
         cluster_progress("restore", "ordinal %d volume '%s' on node '%s': %s", (int)bv->ordinal,
