@@ -476,6 +476,29 @@ static int fail_claim(struct claim_ctx *cc, const ord_err *e)
     return SYNC_RETRY;
 }
 
+/* The ACCESS_* bits as the API spells them, comma-separated ("none" for no bit). */
+static const char *access_modes_format(unsigned modes, char *buf, size_t size)
+{
+    static const char *const names[] = {"ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany",
+                                        "ReadWriteOncePod"};
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+        int n;
+
+        if (!(modes & (1u << i)))
+            continue;
+        n = snprintf(buf + off, size - off, "%s%s", off ? "," : "", names[i]);
+        if (n < 0 || (size_t)n >= size - off)
+            break;
+        off += (size_t)n;
+    }
+    if (!off)
+        snprintf(buf, size, "none");
+    return buf;
+}
+
 /*
  * Hands a retained PV (pv_obj) of ours to the claim. Returns a SYNC_* value.
  */
@@ -510,6 +533,26 @@ static int rebind_retained(struct claim_ctx *cc, struct kube_obj *pv_obj)
                 "asks for %s; ask for %s or less",
                 pv_name, quantity_format(pv->capacity, q1), quantity_format(cc->pvc->request, q2),
                 q1);
+        events_emit(ctl->ev, &cc->ref, true, "ProvisioningFailed", "%s", err_msg(&e));
+        log_warn("claim %s/%s: %s", cc->ns, cc->name, err_msg(&e));
+        return SYNC_RETRY;
+    }
+    /*
+     * The PV controller binds a pre-bound PV only if it satisfies the claim (findByClaim and
+     * FindMatchingVolume: access modes that include the claim's, the same volumeMode); handed
+     * a PV that does not, the claim would stay Pending for ever without a word.
+     */
+    if ((cc->pvc->access_modes & ~pv->access_modes) != 0 || cc->pvc->block != pv->block) {
+        char want[64], have[64];
+
+        err_set(&e, -EINVAL,
+                "retained volume %s holds this claim's data but offers %s (volumeMode %s) and "
+                "the claim asks for %s (volumeMode %s); give the claim the volume's access "
+                "modes and volumeMode",
+                pv_name, access_modes_format(pv->access_modes, have, sizeof(have)),
+                pv->block ? "Block" : "Filesystem",
+                access_modes_format(cc->pvc->access_modes, want, sizeof(want)),
+                cc->pvc->block ? "Block" : "Filesystem");
         events_emit(ctl->ev, &cc->ref, true, "ProvisioningFailed", "%s", err_msg(&e));
         log_warn("claim %s/%s: %s", cc->ns, cc->name, err_msg(&e));
         return SYNC_RETRY;

@@ -188,6 +188,7 @@ int obj_decode_pv(const cJSON *obj, void **ret, ord_err *e, void *userdata)
     v->deleting = json_string(obj, "metadata.deletionTimestamp") != NULL;
     v->block =
         json_string(obj, "spec.volumeMode") && streq(json_string(obj, "spec.volumeMode"), "Block");
+    v->access_modes = decode_access_modes(json_path(obj, "spec.accessModes"));
     *ret = v;
     return 0;
 fail:

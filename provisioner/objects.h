@@ -74,6 +74,7 @@ struct obj_pv {
     char *ann_device, *ann_device_id; /* device backend, NULL otherwise */
     char *fs_type;                    /* spec.local.fsType, or NULL */
     bool block;                       /* spec.volumeMode: Block */
+    unsigned access_modes;            /* ACCESS_* bits of spec.accessModes */
 };
 
 struct obj_sc {

@@ -127,10 +127,11 @@ class Cluster:
                 if (name is None or e["involvedObject"].get("name") == name)
                 and (reason is None or e.get("reason") == reason)]
 
-    def create_claim(self, name, cls, size="1Gi", ns="default", annotations=None):
+    def create_claim(self, name, cls, size="1Gi", ns="default", annotations=None,
+                     access_modes=("ReadWriteOnce",)):
         body = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                 "metadata": {"name": name, "namespace": ns, "annotations": annotations or {}},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
+                "spec": {"accessModes": list(access_modes), "storageClassName": cls,
                          "resources": {"requests": {"storage": size}}}}
         status, out = self.api("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", body)
         assert status == 201, out

@@ -38,6 +38,38 @@ class Retention(unittest.TestCase):
         return {i: pv_path(pvs[claims[f"data-{sts}-{i}"]["spec"]["volumeName"]])
                 for i in ordinals}
 
+    def test_retained_volume_with_other_access_modes_is_not_handed_over(self):
+        """The PV controller binds a pre-bound PV only if its access modes include the
+        claim's (findByClaim): a retained PV handed to a claim that asks for more would leave
+        it Pending for ever. The provisioner says so instead, and hands the PV over to a claim
+        that fits."""
+        c = self.c
+        sel = {"volume.kubernetes.io/selected-node": "node-a"}
+        c.create_claim("modes", "keep", annotations=sel)
+        pv_name = c.wait_bound(["modes"])["modes"]["spec"]["volumeName"]
+        with open(os.path.join(pv_path(c.pvs()[pv_name]), "marker"), "w") as f:
+            f.write("kept\n")
+        c.api("DELETE", "/api/v1/namespaces/default/persistentvolumeclaims/modes")
+        wait_for(lambda: "modes" not in c.claims()
+                 and c.pvs()[pv_name]["status"].get("phase") == "Released", 30, "PV Released")
+        c.create_claim("modes", "keep", annotations=sel,
+                       access_modes=("ReadWriteOnce", "ReadOnlyMany"))
+        wait_for(lambda: c.events(name="modes", reason="ProvisioningFailed"), 30,
+                 "ProvisioningFailed for the access modes")
+        msg = c.events(name="modes", reason="ProvisioningFailed")[0]["message"]
+        self.assertIn(f"retained volume {pv_name} holds this claim's data but offers "
+                      f"ReadWriteOnce (volumeMode Filesystem) and the claim asks for "
+                      f"ReadWriteOnce,ReadOnlyMany (volumeMode Filesystem)", msg)
+        self.assertEqual(c.pvs()[pv_name]["status"]["phase"], "Released", "not handed over")
+        self.assertNotEqual(c.claims()["modes"]["status"].get("phase"), "Bound")
+        c.api("DELETE", "/api/v1/namespaces/default/persistentvolumeclaims/modes")
+        wait_for(lambda: "modes" not in c.claims(), 30, "claim deleted")
+        c.create_claim("modes", "keep", annotations=sel)
+        claims = c.wait_bound(["modes"])
+        self.assertEqual(claims["modes"]["spec"]["volumeName"], pv_name)
+        with open(os.path.join(pv_path(c.pvs()[pv_name]), "marker")) as f:
+            self.assertEqual(f.read(), "kept\n")
+
     def test_scale_when_scaled_delete(self):
         c = self.c
         c.apply(statefulset("sd", "drop", replicas=3, when_scaled="Delete"))

@@ -63,6 +63,7 @@ static void test_pv_and_sc(void **state)
                      "\"pv.kubernetes.io/provisioned-by\":\"ordinal.dev/local\","
                      "\"ordinal.dev/node\":\"node-a\",\"ordinal.dev/ordinal\":\"007\"}},"
                      "\"spec\":{\"local\":{\"path\":\"/r/x\"},\"capacity\":{\"storage\":\"2Gi\"},"
+                     "\"accessModes\":[\"ReadWriteOnce\",\"ReadOnlyMany\"],"
                      "\"persistentVolumeReclaimPolicy\":\"Recycle\",\"claimRef\":{\"name\":\"c\","
                      "\"namespace\":\"ns\",\"uid\":\"u\"}},\"status\":{\"phase\":\"Released\"}}");
     struct obj_pv *v = NULL;
@@ -76,6 +77,7 @@ static void test_pv_and_sc(void **state)
     assert_int_equal(v->capacity, 2ull << 30);
     assert_int_equal(v->reclaim, RECLAIM_RETAIN); /* unknown policy: keep the data */
     assert_string_equal(v->claim_uid, "u");
+    assert_int_equal(v->access_modes, ACCESS_RWO | ACCESS_ROX);
     obj_free_pv(v);
     cJSON_Delete(j);
 
