@@ -180,10 +180,11 @@ static int wait_task(struct kube_client *c, const char *ns, const struct vtask *
     return 0;
 }
 
-int cluster_task_run(struct kube_client *c, const char *ns, bool restore, const char *name_tag,
-                     const char *id, const struct sts_ref *sts, int32_t ordinal, const char *tmpl,
-                     const char *pv, const char *node, uint64_t timeout_s, char *ret_name,
-                     size_t name_size, struct vtask *ret, ord_err *e)
+int cluster_task_run(struct kube_client *c, const char *ns, bool restore, bool accept_lost,
+                     const char *name_tag, const char *id, const struct sts_ref *sts,
+                     int32_t ordinal, const char *tmpl, const char *pv, const char *node,
+                     uint64_t timeout_s, char *ret_name, size_t name_size, struct vtask *ret,
+                     ord_err *e)
 {
     _cleanup_(cJSON_Deletep) cJSON *obj = NULL, *created = NULL;
     char name[COBJ_NAME_MAX + 1];
@@ -192,7 +193,7 @@ int cluster_task_run(struct kube_client *c, const char *ns, bool restore, const 
 
     task_name(name, sizeof(name), restore, name_tag, sts, ordinal, tmpl);
     snprintf(ret_name, name_size, "%s", name);
-    r = cobj_vtask_build(name, ns, restore, id, sts, ordinal, tmpl, pv, node, &obj);
+    r = cobj_vtask_build(name, ns, restore, accept_lost, id, sts, ordinal, tmpl, pv, node, &obj);
     if (r < 0)
         return err_set(e, r, "out of memory");
     r = kube_create(c, &KUBE_RES_VOLUMETASKS, ns, obj, &created, e);

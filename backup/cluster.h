@@ -56,9 +56,10 @@ void cluster_progress(const char *cmd, const char *fmt, ...) _printf_(2, 3);
  * with *ret (phase Succeeded or Failed), or a negative errno: the task could not be created, was
  * deleted, or did not finish within timeout_s.
  */
-int cluster_task_run(struct kube_client *c, const char *ns, bool restore, const char *name_tag,
-                     const char *id, const struct sts_ref *sts, int32_t ordinal, const char *tmpl,
-                     const char *pv, const char *node, uint64_t timeout_s, char *ret_name,
-                     size_t name_size, struct vtask *ret, ord_err *e);
+int cluster_task_run(struct kube_client *c, const char *ns, bool restore, bool accept_lost,
+                     const char *name_tag, const char *id, const struct sts_ref *sts,
+                     int32_t ordinal, const char *tmpl, const char *pv, const char *node,
+                     uint64_t timeout_s, char *ret_name, size_t name_size, struct vtask *ret,
+                     ord_err *e);
 
 #endif

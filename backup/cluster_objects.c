@@ -61,6 +61,7 @@ static void decode_spec(const cJSON *obj, struct vtask *t)
     int64_t ord;
     ord_err se = {0};
     struct backup_id bid;
+    int r;
 
 #define BAD(...) (snprintf(t->invalid, sizeof(t->invalid), __VA_ARGS__), (void)0)
     if (json_get_string(obj, "spec.action", 16, &action) < 0 ||
@@ -84,6 +85,10 @@ static void decode_spec(const cJSON *obj, struct vtask *t)
         return BAD("spec.pvName must be a PersistentVolume name");
     if (copy_str(obj, "spec.node", t->node, sizeof(t->node), true) < 0 || !t->node[0])
         return BAD("spec.node must be a node name");
+    r = json_get_bool(obj, "spec.acceptLostAttributes", &t->accept_lost_attributes);
+    if (r < 0 && r != -ENOENT)
+        return BAD("spec.acceptLostAttributes must be true or false");
+    t->accept_lost_attributes = r == 0 && t->accept_lost_attributes;
 #undef BAD
 }
 
@@ -333,9 +338,9 @@ int cobj_claim_from_template(const cJSON *sts_obj, const char *tmpl, const char 
             return -ENOMEM;                                                                        \
     } while (0)
 
-int cobj_vtask_build(const char *name, const char *ns, bool restore, const char *backup_id,
-                     const struct sts_ref *sts, int32_t ordinal, const char *tmpl, const char *pv,
-                     const char *node, cJSON **ret)
+int cobj_vtask_build(const char *name, const char *ns, bool restore, bool accept_lost,
+                     const char *backup_id, const struct sts_ref *sts, int32_t ordinal,
+                     const char *tmpl, const char *pv, const char *node, cJSON **ret)
 {
     _cleanup_(cJSON_Deletep) cJSON *o = cJSON_CreateObject();
     cJSON *meta, *labels, *spec;
@@ -360,6 +365,8 @@ int cobj_vtask_build(const char *name, const char *ns, bool restore, const char 
     CHECK(json_set_string(spec, "template", tmpl));
     CHECK(json_set_string(spec, "pvName", pv));
     CHECK(json_set_string(spec, "node", node));
+    if (restore && accept_lost)
+        CHECK(json_set_bool(spec, "acceptLostAttributes", true));
     *ret = TAKE_PTR(o);
     return 0;
 }

@@ -65,7 +65,8 @@ struct vtask {
     char template_name[NAMES_SUBDOMAIN_MAX + 1];
     char pv[COBJ_NAME_MAX + 1];
     char node[COBJ_NAME_MAX + 1];
-    char invalid[256]; /* "" when the spec is usable, else why not */
+    bool accept_lost_attributes; /* restore: swap in even if attributes could not be restored */
+    char invalid[256];           /* "" when the spec is usable, else why not */
     /* status */
     enum vtask_phase phase;
     char message[COBJ_MESSAGE_MAX];
@@ -155,12 +156,14 @@ int cobj_claim_from_template(const cJSON *sts_obj, const char *tmpl, const char 
                              const char *ns, const char *node, cJSON **ret);
 
 /*
- * The VolumeTask the coordinator creates (name, namespace, node label, spec). Returns 0 and
- * *ret, or -ENOMEM.
+ * The VolumeTask the coordinator creates (name, namespace, node label, spec).
+ * accept_lost (restore only) sets spec.acceptLostAttributes: the agent swaps the restored
+ * volume in even when attributes could not be restored as stored (ordinal-backup restore
+ * --accept-lost-attributes). Returns 0 and *ret, or -ENOMEM.
  */
-int cobj_vtask_build(const char *name, const char *ns, bool restore, const char *backup_id,
-                     const struct sts_ref *sts, int32_t ordinal, const char *tmpl, const char *pv,
-                     const char *node, cJSON **ret);
+int cobj_vtask_build(const char *name, const char *ns, bool restore, bool accept_lost,
+                     const char *backup_id, const struct sts_ref *sts, int32_t ordinal,
+                     const char *tmpl, const char *pv, const char *node, cJSON **ret);
 
 /*
  * A merge patch of status: phase, message (may be NULL: unchanged), progressBytes,

@@ -309,8 +309,9 @@ static int run_backup_cluster(struct run *run, ord_err *e)
         struct run_vol *v = &run->v[i];
         struct vtask t;
 
-        r = cluster_task_run(run->client, run->ns, false, id, id, &run->sts, v->ordinal, v->tmpl,
-                             v->pv, v->node, a->task_timeout, v->task, sizeof(v->task), &t, e);
+        r = cluster_task_run(run->client, run->ns, false, false, id, id, &run->sts, v->ordinal,
+                             v->tmpl, v->pv, v->node, a->task_timeout, v->task, sizeof(v->task), &t,
+                             e);
         if (r >= 0 && t.phase == VTASK_FAILED)
             r = err_set(e, -EIO, "task '%s' failed: %s", v->task,
                         t.message[0] ? t.message : "(no message)");

@@ -522,8 +522,9 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
         failed = bv;
         r = claim_volume(&rc, sts_obj, bv->ordinal, bv->template_name, mans[i].node, pv, node, e);
         if (r >= 0)
-            r = cluster_task_run(rc.c, rc.ns, true, tag, b.id, sts, bv->ordinal, bv->template_name,
-                                 pv, node, a->task_timeout, task, sizeof(task), &t, e);
+            r = cluster_task_run(rc.c, rc.ns, true, a->accept_lost_attributes, tag, b.id, sts,
+                                 bv->ordinal, bv->template_name, pv, node, a->task_timeout, task,
+                                 sizeof(task), &t, e);
         if (r >= 0 && t.phase == VTASK_FAILED)
             r = err_set(e, -EIO, "task '%s' failed: %s", task, t.message);
         if (r < 0)

@@ -16,6 +16,8 @@
 struct restore_cluster_args {
     const char *kubeconfig, *ns, *repo, *backup, *ordinals, *order;
     uint64_t task_timeout; /* seconds per volume */
+    /* --accept-lost-attributes: each restore task carries spec.acceptLostAttributes */
+    bool accept_lost_attributes;
     bool json;
 };
 

@@ -267,6 +267,9 @@ class DryRun(unittest.TestCase):
              "spec.pvName: Required value"),
             ("backupId: 20261121T203000Z", "backupId: latest",
              'spec.backupId: Invalid value: "latest"'),
+            ("  node: node-a\n", '  node: node-a\n  acceptLostAttributes: "yes"\n',
+             # (the real server shows Invalid value: "string", the type; the emulator the value)
+             'spec.acceptLostAttributes in body must be of type boolean: "string"'),
         ]
         for old, new, message in cases:
             with self.subTest(change=new or f"without {old.strip()}"):
@@ -277,6 +280,9 @@ class DryRun(unittest.TestCase):
                 self.assertIn('The VolumeTask "mysql-20261121t203000z-2-mysql-data" is invalid', cp.stderr)
                 self.assertIn(message, cp.stderr)
         self.dry_run("the unchanged example", text=good)
+        self.dry_run("a restore that accepts lost attributes",
+                     text=good.replace("action: backup", "action: restore")
+                     .replace("  node: node-a\n", "  node: node-a\n  acceptLostAttributes: true\n"))
 
 
 class Installed(unittest.TestCase):

@@ -134,12 +134,47 @@ static void test_event(void **state)
     free(msg);
 }
 
+static void test_vtask_accept_lost_attributes(void **state)
+{
+    struct sts_ref sts = {.ns = "default", .name = "web"};
+    struct vtask t;
+    cJSON *o = NULL;
+
+    (void)state;
+    for (int accept = 0; accept <= 1; accept++) {
+        assert_int_equal(cobj_vtask_build("t", "ordinal-system", true, accept, "20261121T203000Z",
+                                          &sts, 2, "data", "pv-1", "node-a", &o),
+                         0);
+        assert_true(cJSON_IsTrue(json_path(o, "spec.acceptLostAttributes")) == accept);
+        if (!accept) /* not written at all: tasks stay as older agents know them */
+            assert_null(json_path(o, "spec.acceptLostAttributes"));
+        cJSON_AddItemToObject(cJSON_GetObjectItem(o, "metadata"), "uid", cJSON_CreateString("u"));
+        assert_int_equal(cobj_vtask_from_json(o, &t, NULL), 0);
+        assert_string_equal(t.invalid, "");
+        assert_int_equal(t.accept_lost_attributes, accept);
+        cJSON_Delete(o);
+    }
+    /* A backup task never carries it. */
+    assert_int_equal(cobj_vtask_build("t", "ordinal-system", false, true, "20261121T203000Z", &sts,
+                                      2, "data", "pv-1", "node-a", &o),
+                     0);
+    assert_null(json_path(o, "spec.acceptLostAttributes"));
+    /* Not a boolean: the task is invalid (the agent fails it with this message). */
+    cJSON_AddItemToObject(cJSON_GetObjectItem(o, "spec"), "acceptLostAttributes",
+                          cJSON_CreateString("yes"));
+    cJSON_AddItemToObject(cJSON_GetObjectItem(o, "metadata"), "uid", cJSON_CreateString("u"));
+    assert_int_equal(cobj_vtask_from_json(o, &t, NULL), 0);
+    assert_string_equal(t.invalid, "spec.acceptLostAttributes must be true or false");
+    cJSON_Delete(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_key_and_value),
         cmocka_unit_test(test_sts_uid_and_legacy_annotation),
         cmocka_unit_test(test_event),
+        cmocka_unit_test(test_vtask_accept_lost_attributes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
