@@ -372,10 +372,9 @@ class Installed(unittest.TestCase):
         allowed += [(v, "statefulsets.apps", "default", "scale") for v in ("get", "update", "patch")]
         allowed += [("create", "events", "default", None)]
         allowed += [(v, "configmaps/ordinal-restores", NS, None) for v in ("get", "patch")]
-        allowed += [(v, "persistentvolumeclaims", "default", None) for v in ("get", "list", "watch", "create")]
-        allowed += [("list", "pods", "default", None), ("watch", "pods", "default", None)]
-        allowed += [(v, "persistentvolumes", None, None) for v in ("get", "list")]
-        allowed += [(v, "nodes", None, None) for v in ("get", "list")]
+        allowed += [(v, "persistentvolumeclaims", "default", None) for v in ("get", "create")]
+        allowed += [("list", "pods", "default", None), ("list", "pods", NS, None)]
+        allowed += [("get", "persistentvolumes", None, None), ("get", "nodes", None, None)]
         allowed += [(v, "volumetasks.ordinal.dev", NS, None)
                     for v in ("create", "get", "list", "watch", "delete")]
         denied = [("delete", "statefulsets.apps", "default", None),
@@ -393,6 +392,11 @@ class Installed(unittest.TestCase):
                   ("create", "configmaps", NS, None),
                   ("get", "configmaps/ordinal-restores", "default", None),
                   ("patch", "events", "default", None),
+                  # only the verbs the programs use (issue 12)
+                  ("list", "persistentvolumeclaims", "default", None),
+                  ("watch", "persistentvolumeclaims", "default", None),
+                  ("watch", "pods", "default", None), ("get", "pods", "default", None),
+                  ("list", "persistentvolumes", None, None), ("list", "nodes", None, None),
                   ("delete", "persistentvolumeclaims", "default", None),
                   ("update", "persistentvolumeclaims", "default", None),
                   ("delete", "persistentvolumes", None, None),
