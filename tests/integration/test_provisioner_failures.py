@@ -156,6 +156,44 @@ class Failures(unittest.TestCase):
         self.assertTrue(ev)
         self.assertIn(".orphaned/" + orph[0], ev[0]["message"])
 
+    def test_full_node_chosen_again_until_it_has_room(self):
+        """The real scheduler keeps no memory of a node where provisioning failed (issue 18):
+        a pod that can only go to node-a brings its claim back to node-a after every refusal.
+        The provisioner refuses each time (one aggregated Warning, its count growing), removes
+        selected-node each time, and provisions there once the filesystem has room."""
+        c = self.c
+        root = os.path.join(self.small, "grow")
+        os.makedirs(root)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", root],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(subprocess.run, ["umount", "-l", root], capture_output=True)
+        c.apply(storage_class("grow", params={"root": root}))
+
+        def remove_volume():
+            """Before the umount: a PV left on a gone tmpfs would count against the next
+            tmpfs that gets its device number (test_reservation_... mounts one)."""
+            c.api("DELETE", "/api/v1/namespaces/default/pods/grow-user")
+            c.api("DELETE", "/api/v1/namespaces/default/persistentvolumeclaims/grow")
+            wait_for(lambda: not [n for n, pv in c.pvs().items()
+                                  if (pv["spec"].get("claimRef") or {}).get("name") == "grow"],
+                     60, "the volume of claim 'grow' deleted")
+        self.addCleanup(remove_volume)
+        c.create_claim("grow", "grow", size="8Mi")
+        c.kubectl("apply", "-f", "-", input=pod("grow-user", "grow",
+                                                node_selector={"kubernetes.io/hostname": "node-a"}))
+
+        def refusals():
+            return sum(e.get("count", 1) for e in self.failed_events("grow")
+                       if e["source"].get("host") == "node-a" and "requested 8Mi" in e["message"])
+        wait_for(lambda: refusals() >= 3, 60, "node-a selected and refusing three times")
+        self.assertEqual({e["source"].get("host") for e in self.failed_events("grow")}, {"node-a"})
+        r = subprocess.run(["mount", "-o", "remount,size=32m", root], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        claims = c.wait_bound(["grow"], timeout=60)
+        pv = c.pvs()[claims["grow"]["spec"]["volumeName"]]
+        self.assertEqual(pv["metadata"]["annotations"]["ordinal.dev/node"], "node-a")
+
     def test_reservation_of_a_deleted_claim_is_released(self):
         """A claim whose PV create failed transiently, then deleted, gives its capacity back
         without a restart of the provisioner (the reservation used to stay until one)."""
