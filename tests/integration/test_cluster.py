@@ -493,6 +493,27 @@ class TestClusterBackup(unittest.TestCase):
         self.assertEqual(cp.returncode, 1, cp.stderr)
         self.assertIn("ordinal 5 has no claim 'data-web-5'", cp.stderr)
 
+    def test_8_record_missing(self):
+        """Without the ConfigMap ordinal-restores the coordinator's account (which may not
+        create it) refuses before changing anything and says to apply deploy/; an admin's
+        restore (the demo's) creates it."""
+        cm = self.cm
+        bid = json.loads(cm.backup(*cm.run_args("--json")).stdout)["id"]
+        cm.c.kubectl("-n", NS, "delete", "configmap", "ordinal-restores")
+        cp = cm.backup(*cm.restore_args("--backup", bid), check=False)
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn("restore of default/web not started (nothing was changed): ConfigMap "
+                      "ordinal-system/ordinal-restores, where a restore records the replica "
+                      "count, is missing; apply deploy/ again (kubectl apply -k deploy/), which "
+                      "creates it", cp.stderr)
+        self.assertEqual(self.sts()["spec"]["replicas"], 3)
+        self.assertIsNone(cm.record())
+        cp = cm.backup("restore", "--kubeconfig", cm.c.emu.kubeconfig, "--statefulset",
+                       "default/web", "--repo", cm.repo, "--backup", bid)
+        self.assertIn("scaled back to 3", cp.stderr)
+        self.assertEqual(cm.record(), {})
+        cm.c.wait_pods_ready("web", 3)
+
 
 class TestClusterKills(unittest.TestCase):
     """Agents and the coordinator killed with SIGKILL mid-task. The agents compress at level 19
