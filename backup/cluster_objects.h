@@ -1,8 +1,10 @@
 /*
  * cluster_objects.h - the Kubernetes objects cluster mode reads and writes, as typed structs:
  * VolumeTask (ordinal.dev/v1alpha1, deploy/crd-volumetask.yaml), PersistentVolume,
- * PersistentVolumeClaim and StatefulSet. This is the one decode edge of the node agent
- * (cmd_agent.c) and the coordinator (cmd_run.c): no cJSON tree goes further. Every string is
+ * PersistentVolumeClaim and StatefulSet, plus the restore record (ConfigMap ordinal-restores)
+ * and the Event a failed cluster restore posts. This is the one decode edge of the node agent
+ * (cmd_agent.c) and the coordinator (cmd_run.c, restore_cluster.c): no cJSON tree goes
+ * further. Every string is
  * bounded; a task whose spec does not fit is still decoded, with `invalid` saying why, so that
  * the agent can fail it with that message rather than leave it Pending for ever.
  */
