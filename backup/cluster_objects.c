@@ -120,6 +120,11 @@ static void decode_status(const cJSON *obj, struct vtask *t)
             t->result.files = (uint64_t)v;
         (void)copy_str(res, "sha256", t->result.sha256, sizeof(t->result.sha256), false);
         t->result.seconds = secs == secs && secs >= 0 ? secs : 0; /* NaN when absent */
+        for (size_t k = 0; k < ENGINE_LOST_KINDS; k++) {
+            const cJSON *lost = cJSON_GetObjectItemCaseSensitive(res, "lostAttributes");
+            if (json_get_int64(lost, engine_lost_kind_name(k), 0, JSON_INT_EXACT_MAX - 1, &v) == 0)
+                t->result.lost[k] = (uint64_t)v;
+        }
     }
 }
 
@@ -398,6 +403,14 @@ int cobj_vtask_status_patch(enum vtask_phase phase, const char *message, uint64_
         CHECK(json_set_string(res, "sha256", result->sha256));
         if (!cJSON_AddNumberToObject(res, "seconds", result->seconds))
             return -ENOMEM;
+        for (size_t k = 0; k < ENGINE_LOST_KINDS; k++) {
+            cJSON *lost;
+            if (!result->lost[k])
+                continue;
+            if (!(lost = json_ensure_object(res, "lostAttributes")))
+                return -ENOMEM;
+            CHECK(json_set_int64(lost, engine_lost_kind_name(k), (int64_t)result->lost[k]));
+        }
     }
     *ret = TAKE_PTR(o);
     return 0;

@@ -51,6 +51,7 @@ struct vtask_result {
     uint64_t bytes_in, bytes_stored, files;
     char sha256[ENGINE_SHA256_HEX];
     double seconds;
+    uint64_t lost[ENGINE_LOST_KINDS]; /* restore: entries without each kind (lostAttributes) */
 };
 
 struct vtask {

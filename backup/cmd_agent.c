@@ -296,7 +296,7 @@ static int do_backup(struct agent *ag, const struct vtask *t, const struct layou
 }
 
 static int do_restore(struct agent *ag, const struct vtask *t, const struct layout_volume *lv,
-                      struct vtask_result *ret, ord_err *e)
+                      struct vtask_result *ret, char *lost_text, size_t lost_size, ord_err *e)
 {
     _cleanup_(repo_closep) struct repo *repo = NULL;
     struct backup_manifest b = {0};
@@ -340,10 +340,13 @@ static int do_restore(struct agent *ag, const struct vtask *t, const struct layo
         err_wrap(e, r, "the stored object failed its check (the volume was not touched)");
         goto out;
     }
+    lost.accept = t->accept_lost_attributes;
     r = volop_restore(repo, &b, bv, &m, ag->root, lv, &lost, e);
     if (r == -EPERM && engine_lost_total(&lost) > 0) {
-        err_wrap(e, r, "restoring would lose attributes; give the agent the capabilities it "
-                       "needs (docs/security.md)");
+        err_wrap(e, r, "the volume was not restored and keeps its previous content");
+        err_append(e, "give the agent the capabilities these need (the restore-capabilities "
+                      "component of deploy/, docs/security.md), or restore with "
+                      "--accept-lost-attributes");
         goto out;
     }
     if (r < 0) {
@@ -356,6 +359,10 @@ static int do_restore(struct agent *ag, const struct vtask *t, const struct layo
                                  .files = bv->files,
                                  .seconds = cli_monotonic() - t0};
     snprintf(ret->sha256, sizeof(ret->sha256), "%s", bv->sha256);
+    for (size_t k = 0; k < ENGINE_LOST_KINDS; k++)
+        ret->lost[k] = lost.count[k];
+    if (engine_lost_total(&lost) > 0)
+        engine_lost_describe(&lost, lost_text, lost_size);
 out:
     engine_lost_clear(&lost);
     volume_manifest_free(&m);
@@ -368,7 +375,7 @@ static void run_task(struct agent *ag, const struct vtask *t, bool retry)
 {
     struct layout_volume lv;
     struct vtask_result res = {0};
-    char msg[COBJ_MESSAGE_MAX], now[32];
+    char msg[COBJ_MESSAGE_MAX], now[32], lost_text[COBJ_MESSAGE_MAX / 2] = "";
     ord_err e = {0};
     int r;
 
@@ -389,7 +396,8 @@ static void run_task(struct agent *ag, const struct vtask *t, bool retry)
     ag->last_progress = cli_monotonic();
     r = resolve_volume(ag, t, &lv, &e);
     if (r >= 0)
-        r = t->restore ? do_restore(ag, t, &lv, &res, &e) : do_backup(ag, t, &lv, &res, &e);
+        r = t->restore ? do_restore(ag, t, &lv, &res, lost_text, sizeof(lost_text), &e)
+                       : do_backup(ag, t, &lv, &res, &e);
     ag->cur = NULL;
     atomic_store(&ag->busy, false);
     cluster_now_rfc3339(now, sizeof(now));
@@ -401,9 +409,10 @@ static void run_task(struct agent *ag, const struct vtask *t, bool retry)
 
         cli_format_bytes(res.bytes_in, in, sizeof(in));
         cli_format_bytes(res.bytes_stored, st, sizeof(st));
-        snprintf(msg, sizeof(msg), "%s ordinal %d volume '%s': %s, %s stored, %llu files, %.1f s",
+        snprintf(msg, sizeof(msg), "%s ordinal %d volume '%s': %s, %s stored, %llu files, %.1f s%s%s",
                  t->restore ? "restored" : "backed up", (int)t->ordinal, t->template_name, in, st,
-                 (unsigned long long)res.files, res.seconds);
+                 (unsigned long long)res.files, res.seconds,
+                 lost_text[0] ? "; restored without (acceptLostAttributes): " : "", lost_text);
         log_info("task '%s': Succeeded: %s", t->name, msg);
         r = patch_status(ag, t, VTASK_SUCCEEDED, msg, res.bytes_in, NULL, now, &res, &e);
     }

@@ -822,7 +822,15 @@ int cmd_restore(int argc, char **argv)
         }
     }
     if (a.kubeconfig || (!a.root && getenv("KUBERNETES_SERVICE_HOST"))) {
-        struct restore_cluster_args ca = {
+        struct restore_cluster_args ca;
+
+        if (a.dry_run) {
+            cli_error("restore",
+                      "--dry-run checks the volumes of this node: give --root DIR (and no "
+                      "--kubeconfig) and run it on each node, or in the agent's container");
+            return CLI_EXIT_USAGE;
+        }
+        ca = (struct restore_cluster_args){
             .kubeconfig = a.kubeconfig,
             .ns = a.ns,
             .repo = a.repo,
@@ -830,6 +838,7 @@ int cmd_restore(int argc, char **argv)
             .ordinals = a.ordinals,
             .order = a.order,
             .task_timeout = 6 * 3600,
+            .accept_lost_attributes = a.accept_lost,
             .json = a.json,
         };
 

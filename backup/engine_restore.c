@@ -486,13 +486,15 @@ void engine_lost_describe(const struct engine_lost *l, char *buf, size_t size)
 
         if (!l->count[k])
             continue;
-        n = snprintf(buf + o, size - o, "%s%s %llu %s (", o ? "; " : "", lost_phrases[k],
+        n = snprintf(buf + o, size - o, "%s%s %llu %s", o ? "; " : "", lost_phrases[k],
                      (unsigned long long)l->count[k], l->count[k] == 1 ? "entry" : "entries");
         if (n < 0 || (size_t)n >= size - o)
             return;
         o += (size_t)n;
+        if (!l->examples[k][0])
+            continue; /* counts alone (a task's result) */
         for (size_t i = 0; i < ENGINE_LOST_EXAMPLES && l->examples[k][i]; i++) {
-            n = snprintf(buf + o, size - o, "%s'%s'", i ? ", " : "", l->examples[k][i]);
+            n = snprintf(buf + o, size - o, "%s'%s'", i ? ", " : " (", l->examples[k][i]);
             if (n < 0 || (size_t)n >= size - o)
                 return;
             o += (size_t)n;

@@ -408,6 +408,7 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
     _cleanup_free_ const struct backup_volume **sel = NULL;
     _cleanup_free_ struct volume_manifest *mans = NULL;
     _cleanup_free_ struct backup_volume *done = NULL;
+    _cleanup_free_ struct engine_lost *lost = NULL; /* counts from each task's result */
     _cleanup_free_ struct cobj_sts *st = calloc(1, sizeof(*st));
     struct backup_manifest b = {0};
     struct rc rc = {.a = a, .sts = sts};
@@ -450,7 +451,8 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
         goto out;
     mans = calloc(n + 1, sizeof(*mans));
     done = calloc(n + 1, sizeof(*done));
-    if (!mans || !done) {
+    lost = calloc(n + 1, sizeof(*lost));
+    if (!mans || !done || !lost) {
         r = err_set(e, -ENOMEM, "out of memory");
         goto out;
     }
@@ -534,6 +536,7 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
         (void)kube_delete(rc.c, &KUBE_RES_VOLUMETASKS, rc.ns, task, NULL, NULL, NULL);
         done[n_done] = *bv;
         done[n_done].seconds = cli_monotonic() - t0;
+        memcpy(lost[n_done].count, t.result.lost, sizeof(lost[n_done].count));
         n_done++;
     }
     failed = NULL;
@@ -560,9 +563,9 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
     cluster_progress("restore", "backup %s of %s/%s restored; scaled back to %d", b.id, sts->ns,
                      sts->name, (int)replicas);
     if (a->json)
-        r = cli_print_volumes_json(b.id, sts, a->order, done, n_done);
+        r = cli_print_restored_json(b.id, sts, a->order, done, lost, n_done);
     else
-        cli_print_volumes_text("restored backup", b.id, sts, a->order, done, n_done);
+        cli_print_restored_text("restored backup", b.id, sts, a->order, done, lost, n_done);
     r = r < 0 ? err_set(e, r, "out of memory") : 0;
     goto out;
 

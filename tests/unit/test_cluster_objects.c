@@ -168,6 +168,47 @@ static void test_vtask_accept_lost_attributes(void **state)
     cJSON_Delete(o);
 }
 
+/* A restore's result carries what it was restored without, and reads back the same. */
+static void test_vtask_result_lost_attributes(void **state)
+{
+    struct sts_ref sts = {.ns = "default", .name = "web"};
+    struct vtask_result res = {.kind = VOLUME_DIRECTORY, .bytes_in = 10, .files = 2};
+    struct vtask t;
+    cJSON *o = NULL, *patch = NULL, *st;
+
+    (void)state;
+    res.lost[ENGINE_LOST_OWNER] = 3;
+    res.lost[ENGINE_LOST_DEVICE] = 1;
+    assert_int_equal(cobj_vtask_status_patch(VTASK_SUCCEEDED, "restored", 10, NULL, NULL, &res,
+                                             &patch),
+                     0);
+    assert_int_equal(cJSON_GetNumberValue(json_path(patch, "status.result.lostAttributes.owner")),
+                     3);
+    assert_int_equal(
+        cJSON_GetNumberValue(json_path(patch, "status.result.lostAttributes.device-node")), 1);
+    assert_null(json_path(patch, "status.result.lostAttributes.mode")); /* only what was lost */
+    assert_int_equal(cobj_vtask_build("t", "ordinal-system", true, true, "20261121T203000Z", &sts,
+                                      2, "data", "pv-1", "node-a", &o),
+                     0);
+    cJSON_AddItemToObject(cJSON_GetObjectItem(o, "metadata"), "uid", cJSON_CreateString("u"));
+    st = cJSON_DetachItemFromObject(patch, "status");
+    cJSON_AddItemToObject(o, "status", st);
+    assert_int_equal(cobj_vtask_from_json(o, &t, NULL), 0);
+    assert_true(t.has_result);
+    assert_int_equal(t.result.lost[ENGINE_LOST_OWNER], 3);
+    assert_int_equal(t.result.lost[ENGINE_LOST_DEVICE], 1);
+    assert_int_equal(t.result.lost[ENGINE_LOST_MODE], 0);
+    cJSON_Delete(o);
+    cJSON_Delete(patch);
+    /* a result without any: nothing written */
+    memset(res.lost, 0, sizeof(res.lost));
+    assert_int_equal(cobj_vtask_status_patch(VTASK_SUCCEEDED, "restored", 10, NULL, NULL, &res,
+                                             &patch),
+                     0);
+    assert_null(json_path(patch, "status.result.lostAttributes"));
+    cJSON_Delete(patch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_sts_uid_and_legacy_annotation),
         cmocka_unit_test(test_event),
         cmocka_unit_test(test_vtask_accept_lost_attributes),
+        cmocka_unit_test(test_vtask_result_lost_attributes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
