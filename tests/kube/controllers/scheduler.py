@@ -206,8 +206,13 @@ class Scheduler(Controller):
             if not o.is_wait_for_first_consumer(sc):
                 immediate.append(claim)
                 continue
+            # FindMatchingVolume with a node: a PV pre-bound to the claim counts only if it is
+            # large enough and of the claim's volumeMode (else the claim is provisioned).
             prebound = [pv for pv in self.store.by_index(PV, "claimref", f"{namespace}/{claim_name}")
-                        if is_volume_bound_to_claim(pv, claim) and not o.is_deleting(pv)]
+                        if is_volume_bound_to_claim(pv, claim) and not o.is_deleting(pv)
+                        and o.pv_capacity(pv) >= o.claim_request(claim)
+                        and ((pv.get("spec") or {}).get("volumeMode") or "Filesystem")
+                        == ((claim.get("spec") or {}).get("volumeMode") or "Filesystem")]
             if prebound:
                 affinity_pvs.append(prebound[0])   # the PV controller is finishing the bind
             elif o.ANN_SELECTED_NODE in o.annotations_of(claim):
