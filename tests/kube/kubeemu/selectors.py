@@ -116,10 +116,8 @@ class _Parser:
             raise ValueError(f"invalid label key \"{key}\": name part must consist of alphanumeric "
                              f"characters, '-', '_' or '.', and must start and end with an "
                              f"alphanumeric character")
-        if self.look()[0] in ("end", "comma"):
-            return (key, op or "exists", [])
-        if op is not None:
-            raise ValueError(f"found '{self.look()[1]}', expected: ',' or 'end of string'")
+        if op is not None or self.look()[0] in ("end", "comma"):
+            return (key, op or "exists", [])  # "!a=b": the caller refuses the "="
         tok, lit = self.take(values=False)
         op = {"in": "in", "notin": "notin", "eq": "=", "eqeq": "=", "neq": "!=",
               "gt": "gt", "lt": "lt"}.get(tok)
