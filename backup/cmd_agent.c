@@ -21,6 +21,12 @@
  *
  * Finished tasks are not deleted here (the agent may not delete tasks): the coordinator deletes
  * those of its run, and old ones of its StatefulSet (cmd_run.c).
+ *
+ * With --metrics-address, an HTTP endpoint serves /metrics, /healthz and /readyz from a thread
+ * of its own (http_server.h), and a probe thread reads the last successful backups from the
+ * repository's catalog (agent_metrics.h) and then checks every REPO_CHECK_S that the
+ * repository answers: /readyz needs the task cache in sync and the repository reachable.
+ * Neither thread ever waits for the main loop, nor the main loop for them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent_metrics.h"
 #include "cli.h"
 #include "cluster.h"
 #include "cluster_objects.h"
@@ -41,7 +48,10 @@
 #include "kube_informer.h"
 #include "layout.h"
 #include "health.h"
+#include "http_server.h"
+#include "kube_metrics.h"
 #include "log.h"
+#include "metrics.h"
 #include "opts.h"
 #include "repo.h"
 #include "repo_s3.h"
@@ -51,12 +61,15 @@
 #define RETRY_MARK          "retrying: "
 #define PROGRESS_INTERVAL_S 3.0
 #define DONE_RING           256
+#define REPO_CHECK_S        30 /* how often the probe thread checks that the repository answers */
+#define LIVENESS_STALE_S    30 /* the main loop turns every 2 s when idle */
 
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 struct agent_args {
     const char *node_name, *root, *repo, *kubeconfig, *ns, *health_file, *log_format, *log_level;
+    const char *metrics_address;
     uint64_t level, threads;
 };
 
@@ -81,6 +94,12 @@ struct agent {
     atomic_bool busy, quit;
     pthread_t health;
     bool health_started;
+    /* --metrics-address: the endpoint, and the probe thread that checks the repository */
+    struct metrics *reg;
+    struct http_server *srv;
+    pthread_t prober;
+    bool prober_started;
+    atomic_bool inf_ready, repo_ok;
     /* the task being run, for progress reports */
     const struct vtask *cur;
     char cur_start[32];
@@ -149,6 +168,119 @@ static void *health_main(void *arg)
             usleep(250 * 1000);
     }
     return NULL;
+}
+
+static void reply_text(struct http_reply *ret, unsigned status, const char *text)
+{
+    ret->status = status;
+    ret->body = strdup(text);
+    ret->len = ret->body ? strlen(ret->body) : 0;
+}
+
+static void serve_metrics(void *ud, struct http_reply *ret)
+{
+    struct agent *ag = ud;
+
+    if (metrics_render(ag->reg, &ret->body, &ret->len) < 0)
+        return reply_text(ret, 500, "cannot render the metrics\n");
+    ret->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* Alive while starting, while a task runs, and while the main loop turns (as --health-file). */
+static void serve_healthz(void *ud, struct http_reply *ret)
+{
+    struct agent *ag = ud;
+    double beat = atomic_load(&ag->beat);
+
+    if (beat > 0 && !atomic_load(&ag->busy) && cli_monotonic() - beat > LIVENESS_STALE_S)
+        return reply_text(ret, 503, "the main loop is stuck\n");
+    reply_text(ret, 200, "ok\n");
+}
+
+static void serve_readyz(void *ud, struct http_reply *ret)
+{
+    struct agent *ag = ud;
+
+    if (!atomic_load(&ag->inf_ready) || !kube_informer_synced(ag->inf))
+        return reply_text(ret, 503, "the VolumeTask cache is not in sync with the API server\n");
+    if (!atomic_load(&ag->repo_ok))
+        return reply_text(ret, 503, "the repository does not answer\n");
+    reply_text(ret, 200, "ok\n");
+}
+
+/*
+ * The probe thread: rebuilds the last-success gauges from the catalog (until it once
+ * succeeds), then checks every REPO_CHECK_S that the repository opens.
+ */
+static void *prober_main(void *arg)
+{
+    struct agent *ag = arg;
+    bool rebuilt = false, warned = false;
+
+    while (!atomic_load(&ag->quit)) {
+        ord_err e = {0};
+        int r;
+
+        if (!rebuilt) {
+            r = agent_metrics_rebuild(ag->a.repo, ag->a.node_name, &e);
+            if (r >= 0 || r == -ENOENT) {
+                rebuilt = true;
+                log_info("metrics: the last successful backups of %d volumes of this node read "
+                         "from the repository",
+                         r > 0 ? r : 0);
+            }
+        } else {
+            struct repo *repo = NULL;
+
+            r = repo_open(ag->a.repo, REPO_OPEN_EXISTING, &repo, &e);
+            repo_close(repo);
+        }
+        /*
+         * No repository there yet (the first backup creates it): the location answered, so
+         * the agent is ready; its first task initialises nothing itself either way.
+         */
+        if (r == -ENOENT)
+            r = 0;
+        if (r < 0 && !warned)
+            log_warn("metrics: the repository does not answer: %s", err_msg(&e));
+        warned = r < 0;
+        atomic_store(&ag->repo_ok, r >= 0);
+        agent_metrics_repository_up(r >= 0);
+        for (int i = 0; i < REPO_CHECK_S * 4 && !atomic_load(&ag->quit); i++)
+            usleep(250 * 1000);
+    }
+    return NULL;
+}
+
+/* Registry, endpoint and probe thread for --metrics-address. Returns 0 or -errno (e says). */
+static int start_metrics(struct agent *ag, ord_err *e)
+{
+    const struct http_route routes[] = {
+        {"/metrics", serve_metrics, ag},
+        {"/healthz", serve_healthz, ag},
+        {"/readyz", serve_readyz, ag},
+    };
+    int r;
+
+    r = metrics_new(&ag->reg);
+    if (r >= 0)
+        r = metrics_register_process(ag->reg);
+    if (r >= 0)
+        r = kube_metrics_register(ag->reg, ag->client);
+    if (r >= 0)
+        r = agent_metrics_init(ag->reg);
+    if (r < 0)
+        return err_set(e, r, "cannot set up the metrics");
+    r = http_server_start(ag->a.metrics_address, routes, ARRAY_SIZE(routes), &ag->srv, e);
+    if (r < 0)
+        return err_wrap(e, r, "--metrics-address");
+    r = pthread_create(&ag->prober, NULL, prober_main, ag);
+    if (r != 0)
+        return err_set(e, -r, "cannot start the repository probe thread");
+    ag->prober_started = true;
+    log_info("serving /metrics, /healthz and /readyz on http://%s",
+             http_server_address(ag->srv));
+    return 0;
 }
 
 /* PATCHes the task's status. Returns 0 or a negative errno (logged by the caller). */
@@ -400,6 +532,10 @@ static void run_task(struct agent *ag, const struct vtask *t, bool retry)
                        : do_backup(ag, t, &lv, &res, &e);
     ag->cur = NULL;
     atomic_store(&ag->busy, false);
+    agent_metrics_task(&(struct agent_metrics_volume){.sts = &t->sts,
+                                                      .ordinal = t->ordinal,
+                                                      .template_name = t->template_name},
+                       t->restore, r, res.bytes_in, res.bytes_stored, res.seconds, cli_now());
     cluster_now_rfc3339(now, sizeof(now));
     if (r < 0) {
         log_error("task '%s': Failed: %s", t->name, err_msg(&e));
@@ -539,6 +675,7 @@ static int agent_loop(struct agent *ag, ord_err *e)
     r = kube_informer_start(ag->inf, e);
     if (r < 0)
         return r;
+    atomic_store(&ag->inf_ready, true);
     while (kube_informer_wait_synced(ag->inf, 1000) == -ETIMEDOUT)
         if (stop_requested())
             return 0;
@@ -632,6 +769,10 @@ int cmd_agent(int argc, char **argv)
         {"health-file", OPT_STRING, &ag->a.health_file, "FILE",
          "Rewritten every few seconds while the agent works (for exec probes).", NULL, 0, 0, NULL,
          NULL, false},
+        {"metrics-address", OPT_STRING, &ag->a.metrics_address, "HOST:PORT",
+         "Serve /metrics (Prometheus), /healthz and /readyz over HTTP on this address (':PORT' "
+         "for every IPv4 address); off when not given.",
+         NULL, 0, 0, NULL, NULL, false},
         {"log-format", OPT_CHOICE, &ag->a.log_format, "FORMAT",
          "Log as text for people or as JSON lines for collectors.", "text", 0, 0, log_formats, NULL,
          false},
@@ -671,6 +812,11 @@ int cmd_agent(int argc, char **argv)
     }
     memcpy(ag->root, ag->a.root, len);
     ag->root[len] = '\0';
+    if (ag->a.metrics_address && http_server_check_address(ag->a.metrics_address, &e) < 0) {
+        cli_error("agent", "--metrics-address: %s", err_msg(&e));
+        free(ag);
+        return CLI_EXIT_USAGE;
+    }
 
     /* Signals are taken synchronously between tasks (stop_requested), never mid-write. */
     sigemptyset(&set);
@@ -682,6 +828,8 @@ int cmd_agent(int argc, char **argv)
     pthread_cond_init(&ag->cv, NULL);
 
     r = cluster_connect(ag->a.kubeconfig, ag->a.ns, &ag->client, ag->ns, sizeof(ag->ns), &e);
+    if (r >= 0 && ag->a.metrics_address)
+        r = start_metrics(ag, &e);
     if (r >= 0)
         r = agent_loop(ag, &e);
     if (r < 0)
@@ -689,9 +837,14 @@ int cmd_agent(int argc, char **argv)
     atomic_store(&ag->quit, true);
     if (ag->health_started)
         pthread_join(ag->health, NULL);
+    if (ag->prober_started)
+        pthread_join(ag->prober, NULL);
+    /* Before the informer and the client go: the handlers read them. */
+    http_server_stop(ag->srv);
     health_remove(ag->a.health_file); /* a stopped agent is not alive */
     kube_informer_free(ag->inf);
     kube_client_free(ag->client);
+    metrics_free(ag->reg);
     pthread_cond_destroy(&ag->cv);
     pthread_mutex_destroy(&ag->mu);
     free(ag);

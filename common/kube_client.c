@@ -43,6 +43,9 @@ struct kube_client {
     struct http_conn **idle; /* max_connections slots */
     size_t n_idle;
     unsigned n_open;
+    /* kube_client_set_observer(): set before the client is shared, read without the lock */
+    kube_request_observer observe;
+    void *observe_ud;
 };
 
 /* ---- time and randomness ---- */
@@ -205,6 +208,12 @@ void kube_client_free(struct kube_client *c)
 const struct kube_config *kube_client_config(const struct kube_client *c)
 {
     return c->cfg;
+}
+
+void kube_client_set_observer(struct kube_client *c, kube_request_observer fn, void *ud)
+{
+    c->observe = fn;
+    c->observe_ud = ud;
 }
 
 const char *kube_client_namespace(const struct kube_client *c)
@@ -615,6 +624,7 @@ int kube_request(struct kube_client *c, const struct kube_req *req, struct kube_
         long delay_ms = -1, timeout = c->o.timeout_ms;
         int64_t left = deadline - kube_now_ms();
         ord_err attempt_err = {0};
+        struct timespec t0, t1;
 
         if (timeout > left)
             timeout = left > 1000 ? (long)left : 1000;
@@ -634,6 +644,7 @@ int kube_request(struct kube_client *c, const struct kube_req *req, struct kube_
         r = conn_acquire(c, &conn, e);
         if (r < 0)
             return r;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         r = http_do(conn,
                     &(struct http_request){
                         .method = req->method,
@@ -647,6 +658,12 @@ int kube_request(struct kube_client *c, const struct kube_req *req, struct kube_
                     },
                     &resp, &attempt_err);
         conn_release(c, conn);
+        if (c->observe) {
+            /* Each attempt, as client-go's rest_client_request_duration_seconds counts them. */
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            c->observe(c->observe_ud, req->method, r < 0 ? 0 : resp.status, r,
+                       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+        }
         if (auth)
             explicit_bzero(auth, strlen(auth));
         ret->attempts = attempt;

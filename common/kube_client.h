@@ -118,6 +118,17 @@ const struct kube_config *kube_client_config(const struct kube_client *c);
 const char *kube_client_namespace(const struct kube_client *c);
 
 /*
+ * Called after every attempt of a request (not watches) with the HTTP method, the status (0
+ * when no answer came), the attempt's result (< 0 for a transport failure) and its duration,
+ * from the requesting thread: it must be quick and thread-safe (metrics, kube_metrics.h).
+ */
+typedef void (*kube_request_observer)(void *ud, const char *method, long status, int r,
+                                      double seconds);
+
+/* Sets the observer (NULL for none) before the client is shared between threads. */
+void kube_client_set_observer(struct kube_client *c, kube_request_observer fn, void *ud);
+
+/*
  * Builds "/api/v1/namespaces/NS/RESOURCE/NAME/SUB" or "/apis/GROUP/VERSION/...", each segment
  * percent-escaped. ns is ignored for cluster-scoped resources and may be NULL for a namespaced
  * resource (all namespaces, for list/watch). name and sub may be NULL.

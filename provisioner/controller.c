@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +50,7 @@
 #include "log.h"
 #include "objects.h"
 #include "pv_build.h"
+#include "prov_metrics.h"
 #include "quantity.h"
 #include "workqueue.h"
 
@@ -162,10 +164,20 @@ static void check_reservation(struct controller *ctl, const char *claim_uid)
         enqueue_volume(ctl, pv_name);
 }
 
+/* Starts the selected-node -> PV latency clock of a claim that names this node. */
+static void note_selected(struct controller *ctl, struct kube_obj *o)
+{
+    const struct obj_pvc *c = kube_obj_data(o);
+
+    if (claim_unbound(c) && c->selected_node && streq(c->selected_node, ctl->cfg->node_name))
+        prov_metrics_claim_selected(kube_obj_uid(o));
+}
+
 static void on_claim_add(struct kube_obj *o, void *ud)
 {
     struct controller *ctl = ud;
 
+    note_selected(ctl, o);
     if (claim_unbound(kube_obj_data(o)))
         enqueue_claim(ctl, kube_obj_namespace(o), kube_obj_name(o));
 }
@@ -174,10 +186,13 @@ static void on_claim_update(struct kube_obj *old, struct kube_obj *o, void *ud)
 {
     struct controller *ctl = ud;
 
+    note_selected(ctl, o);
     if (claim_unbound(kube_obj_data(o)))
         enqueue_claim(ctl, kube_obj_namespace(o), kube_obj_name(o));
     else if (ctl->ev && claim_unbound(kube_obj_data(old)))
         events_forget(ctl->ev, kube_obj_uid(o));
+    if (!claim_unbound(kube_obj_data(o)))
+        prov_metrics_claim_forget(kube_obj_uid(o));
     check_reservation(ctl, kube_obj_uid(o));
 }
 
@@ -187,6 +202,7 @@ static void on_claim_delete(struct kube_obj *o, void *ud)
 
     if (ctl->ev)
         events_forget(ctl->ev, kube_obj_uid(o));
+    prov_metrics_claim_forget(kube_obj_uid(o));
     check_reservation(ctl, kube_obj_uid(o));
 }
 
@@ -456,6 +472,7 @@ static int fail_claim(struct claim_ctx *cc, const ord_err *e)
     ord_err pe = {0};
     int r;
 
+    prov_metrics_provision_failed(cc->pvc->storage_class, e->code);
     events_emit(ctl->ev, &cc->ref, true, "ProvisioningFailed", "%s", err_msg(e));
     if (!cc->wffc) {
         log_info("claim %s/%s: provisioning failed: %s", cc->ns, cc->name, err_msg(e));
@@ -523,6 +540,7 @@ static int rebind_retained(struct claim_ctx *cc, struct kube_obj *pv_obj)
                 "'%s'; give the claim that class, or move the data aside and delete the PV",
                 pv_name, pv->storage_class ? pv->storage_class : "",
                 cc->pvc->storage_class ? cc->pvc->storage_class : "");
+        prov_metrics_provision_failed(cc->pvc->storage_class, e.code);
         events_emit(ctl->ev, &cc->ref, true, "ProvisioningFailed", "%s", err_msg(&e));
         log_warn("claim %s/%s: %s", cc->ns, cc->name, err_msg(&e));
         return SYNC_RETRY;
@@ -533,6 +551,7 @@ static int rebind_retained(struct claim_ctx *cc, struct kube_obj *pv_obj)
                 "asks for %s; ask for %s or less",
                 pv_name, quantity_format(pv->capacity, q1), quantity_format(cc->pvc->request, q2),
                 q1);
+        prov_metrics_provision_failed(cc->pvc->storage_class, e.code);
         events_emit(ctl->ev, &cc->ref, true, "ProvisioningFailed", "%s", err_msg(&e));
         log_warn("claim %s/%s: %s", cc->ns, cc->name, err_msg(&e));
         return SYNC_RETRY;
@@ -553,6 +572,7 @@ static int rebind_retained(struct claim_ctx *cc, struct kube_obj *pv_obj)
                 pv->block ? "Block" : "Filesystem",
                 access_modes_format(cc->pvc->access_modes, want, sizeof(want)),
                 cc->pvc->block ? "Block" : "Filesystem");
+        prov_metrics_provision_failed(cc->pvc->storage_class, e.code);
         events_emit(ctl->ev, &cc->ref, true, "ProvisioningFailed", "%s", err_msg(&e));
         log_warn("claim %s/%s: %s", cc->ns, cc->name, err_msg(&e));
         return SYNC_RETRY;
@@ -577,6 +597,7 @@ static int rebind_retained(struct claim_ctx *cc, struct kube_obj *pv_obj)
     }
     log_info("claim %s/%s: handed retained volume %s (%s) to it; its data is back", cc->ns,
              cc->name, pv_name, pv->path ? pv->path : "");
+    prov_metrics_provision(cc->pvc->storage_class, "success", "retained");
     events_emit(ctl->ev, &cc->ref, false, "ProvisioningSucceeded",
                 "Bound to retained volume %s at %s on node %s, with the data it held", pv_name,
                 pv->path ? pv->path : "", ctl->cfg->node_name);
@@ -824,8 +845,11 @@ static int provision(struct claim_ctx *cc, const struct obj_sc *sc)
          * claim) and look again; the PV's name makes the retry idempotent.
          */
         log_warn("claim %s/%s: cannot create %s yet: %s", cc->ns, cc->name, pv_name, err_msg(&e));
+        prov_metrics_provision_failed(pvc->storage_class, r);
         return SYNC_RETRY;
     }
+    prov_metrics_claim_created(cc->uid, pvc->storage_class);
+    prov_metrics_provision(pvc->storage_class, "success", "created");
     r = be->commit(&ctl->bctx, &req, &e);
     if (r < 0) {
         log_error("claim %s/%s: created %s but cannot move its directory into place: %s; will "
@@ -1081,6 +1105,7 @@ static int sync_volume(struct controller *ctl, const char *name)
         err_clear(&e);
         r = be->release(&ctl->bctx, &params, &id, &vol, &e);
         if (r < 0) {
+            prov_metrics_delete(pv->storage_class, r);
             log_warn("volume %s: cannot remove '%s': %s", name, pv->path, err_msg(&e));
             events_emit(ctl->ev, &ref, true, "VolumeFailedDelete",
                         "Cannot remove %s on node %s: %s%s", pv->path, ctl->cfg->node_name,
@@ -1094,8 +1119,10 @@ static int sync_volume(struct controller *ctl, const char *name)
         if (r < 0 && r != KUBE_E_NOT_FOUND && r != KUBE_E_CONFLICT) {
             log_warn("volume %s: removed '%s' but cannot delete the PV yet: %s", name, pv->path,
                      err_msg(&e));
+            prov_metrics_delete(pv->storage_class, r);
             return SYNC_RETRY;
         }
+        prov_metrics_delete(pv->storage_class, 0);
         cap_ledger_remove(ctl->ledger, name);
         log_info("volume %s: released by %s/%s; removed '%s' and deleted the PV", name,
                  pv->claim_ns ? pv->claim_ns : "?", pv->claim_name ? pv->claim_name : "?",
@@ -1495,6 +1522,36 @@ int controller_start(struct controller *ctl, ord_err *e)
         ctl->n_workers++;
     }
     return 0;
+}
+
+void controller_capacity(struct controller *ctl, void (*fn)(const struct prov_capacity *, void *),
+                         void *ud)
+{
+    struct kube_obj **objs = NULL;
+    size_t n = 0;
+
+    if (!ctl || !atomic_load(&ctl->started) || kube_informer_list(ctl->classes, &objs, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const struct obj_sc *sc = kube_obj_data(objs[i]);
+        struct class_params p;
+        struct statvfs sv;
+        struct stat st;
+        ord_err e = {0};
+
+        if (!class_is_ours(ctl, sc) || parse_class(ctl, kube_obj_name(objs[i]), sc, &p, &e) < 0 ||
+            p.backend != VOL_BACKEND_DIRECTORY || stat(p.root, &st) < 0 ||
+            statvfs(p.root, &sv) < 0)
+            continue;
+        fn(&(struct prov_capacity){
+               .storageclass = kube_obj_name(objs[i]),
+               .capacity = (uint64_t)sv.f_blocks * (uint64_t)sv.f_frsize,
+               .promised = cap_ledger_promised(ctl->ledger, st.st_dev, NULL),
+               .free = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize,
+           },
+           ud);
+    }
+    kube_obj_list_free(objs, n);
 }
 
 void controller_free(struct controller *ctl)

@@ -37,6 +37,16 @@ int controller_start(struct controller *ctl, ord_err *e);
 /* True while every informer's cache is in sync with the API server (for --health-file). */
 bool controller_healthy(struct controller *ctl);
 
+struct prov_capacity;
+
+/*
+ * Calls fn for each directory-backend StorageClass of ours whose root exists on this node,
+ * with the size, free bytes and promised bytes of the filesystem that holds the root (for the
+ * metrics collector, prov_metrics.c). Safe from any thread; reads the caches and the ledger.
+ */
+void controller_capacity(struct controller *ctl, void (*fn)(const struct prov_capacity *, void *),
+                         void *ud);
+
 /* Stops workers and informers and frees everything. NULL is fine. */
 void controller_free(struct controller *ctl);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct controller *, controller_free)

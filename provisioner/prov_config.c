@@ -43,6 +43,10 @@ int prov_config_parse(struct prov_config *cfg, int argc, char **argv)
          "Rewrite FILE every few seconds while the caches are in sync, for liveness probes; "
          "removed at exit.",
          NULL, 0, 0, NULL, NULL, false},
+        {"metrics-address", OPT_STRING, &cfg->metrics_address, "HOST:PORT",
+         "Serve /metrics (Prometheus), /healthz and /readyz over HTTP on this address (':PORT' "
+         "for every IPv4 address); off when not given.",
+         NULL, 0, 0, NULL, NULL, false},
         {"log-format", OPT_CHOICE, &cfg->log_format, "FORMAT",
          "Log as text for people or as JSON lines for collectors.", "text", 0, 0, log_formats, NULL,
          false},

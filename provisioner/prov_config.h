@@ -21,6 +21,7 @@ struct prov_config {
     const char *log_format;
     const char *log_level;
     const char *health_file;
+    const char *metrics_address; /* HOST:PORT of /metrics, /healthz, /readyz; NULL: off */
     uint64_t workers;        /* claims and volumes processed in parallel */
     uint64_t resync_seconds; /* every object is looked at again this often */
 };

@@ -8,7 +8,7 @@ packages=(
     # build
     build-essential cmake pkg-config clang libclang-rt-14-dev
     libcurl4-openssl-dev libcjson-dev libarchive-dev libzstd-dev libblkid-dev libssl-dev
-    libyaml-dev libcmocka-dev
+    libyaml-dev libcmocka-dev libmicrohttpd-dev
     # tests, benchmarks and the demo
     python3 python3-botocore openssl ca-certificates tar zstd acl attr util-linux
     e2fsprogs xfsprogs btrfs-progs valgrind
