@@ -33,7 +33,8 @@ void prov_metrics_delete(const char *storageclass, int code);
 /*
  * The claim of uid names this node in selected-node (first call counts: later ones keep the
  * first time), and its PV was created (observes the latency since, and forgets the claim),
- * or the claim went away without a PV.
+ * or the claim was deleted. Not forgotten when it is bound: the PV controller may bind it
+ * before the worker that created the PV gets the API server's answer.
  */
 void prov_metrics_claim_selected(const char *uid);
 void prov_metrics_claim_created(const char *uid, const char *storageclass);

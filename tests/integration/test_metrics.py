@@ -317,7 +317,10 @@ class TestMetrics(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.cm.close()
+        cls.cm.close()  # checks the agents' exit codes and sanitizer output
+        for n, p in cls.cm.c.procs.items():
+            assert p.returncode == 0, f"provisioner of {n} exited {p.returncode}"
+        assert "Sanitizer" not in cls.cm.c.all_logs(), cls.cm.c.all_logs()[-6000:]
 
     def nodes_of(self, ordinals):
         return {self.cm.vols[k]["node"] for k in ordinals}
