@@ -126,16 +126,25 @@ static int on_task_event(struct kube_event *ev, void *ud)
     return 0;
 }
 
-/* Waits until the task is final (watch by name; a GET whenever a stream ends). */
-static int wait_task(struct kube_client *c, const char *ns, const struct vtask *created,
-                     uint64_t timeout_s, struct vtask *ret, ord_err *e)
+/*
+ * Waits until the task is final (watch by name; a GET whenever a stream ends). A task that no
+ * agent has taken (no status: still Pending) after unclaimed_s gets one progress line naming
+ * its node and what to check, since the wait is otherwise silent until the timeout; watches
+ * end at least that often so the line is not late by a whole watch.
+ */
+static int wait_task(struct kube_client *c, const char *cmd, const char *ns,
+                     const struct vtask *created, uint64_t timeout_s, uint64_t unclaimed_s,
+                     struct vtask *ret, ord_err *e)
 {
     char selector[COBJ_NAME_MAX + 32];
     struct wait_ctx w = {.name = created->name, .t = *created};
     struct kube_watch_opts wo = {.field_selector = selector, .timeout_seconds = 30};
-    double deadline = cli_monotonic() + (double)timeout_s;
+    double start = cli_monotonic(), deadline = start + (double)timeout_s;
     unsigned failures = 0;
+    bool warned = false;
 
+    if (unclaimed_s > 0 && unclaimed_s < 30)
+        wo.timeout_seconds = (long)unclaimed_s;
     snprintf(selector, sizeof(selector), "metadata.name=%s", created->name);
     snprintf(w.rv, sizeof(w.rv), "%s", created->rv);
     while (!w.final && !w.deleted) {
@@ -150,6 +159,19 @@ static int wait_task(struct kube_client *c, const char *ns, const struct vtask *
                            "node '%s' running? (kubectl -n %s get volumetask %s)",
                            created->name, (unsigned long long)timeout_s,
                            vtask_phase_name(w.t.phase), created->node, ns, created->name);
+        if (!warned && unclaimed_s > 0 && w.t.phase <= VTASK_PENDING &&
+            cli_monotonic() - start >= (double)unclaimed_s) {
+            warned = true;
+            cluster_progress(cmd,
+                             "task '%s' has waited %llu s and no agent has taken it (still "
+                             "Pending): is the agent on node '%s' running (kubectl -n %s get "
+                             "pods -o wide --field-selector spec.nodeName=%s)? Is node '%s' "
+                             "gone (kubectl get node %s)? If it is, see 'Node lost' in "
+                             "docs/operations.md. Waiting up to %llu s (--task-timeout)",
+                             created->name, (unsigned long long)(cli_monotonic() - start),
+                             created->node, ns, created->node, created->node, created->node,
+                             (unsigned long long)timeout_s);
+        }
         r = kube_watch_once(c, &KUBE_RES_VOLUMETASKS, ns, w.rv, &wo, on_task_event, &w, &we);
         if (r == WATCH_DONE)
             break;
@@ -186,6 +208,17 @@ int cluster_task_run(struct kube_client *c, const char *ns, bool restore, bool a
                      uint64_t timeout_s, char *ret_name, size_t name_size, struct vtask *ret,
                      ord_err *e)
 {
+    return cluster_task_run_ex(c, ns, restore, accept_lost, name_tag, id, sts, ordinal, tmpl, pv,
+                               node, timeout_s, CLUSTER_UNCLAIMED_WARN_S, ret_name, name_size, ret,
+                               e);
+}
+
+int cluster_task_run_ex(struct kube_client *c, const char *ns, bool restore, bool accept_lost,
+                        const char *name_tag, const char *id, const struct sts_ref *sts,
+                        int32_t ordinal, const char *tmpl, const char *pv, const char *node,
+                        uint64_t timeout_s, uint64_t unclaimed_s, char *ret_name,
+                        size_t name_size, struct vtask *ret, ord_err *e)
+{
     _cleanup_(cJSON_Deletep) cJSON *obj = NULL, *created = NULL;
     char name[COBJ_NAME_MAX + 1];
     struct vtask t;
@@ -205,7 +238,7 @@ int cluster_task_run(struct kube_client *c, const char *ns, bool restore, bool a
     cluster_progress(restore ? "restore" : "run",
                      "ordinal %d volume '%s' on node '%s': task '%s' created", (int)ordinal, tmpl,
                      node, name);
-    return wait_task(c, ns, &t, timeout_s, ret, e);
+    return wait_task(c, restore ? "restore" : "run", ns, &t, timeout_s, unclaimed_s, ret, e);
 }
 
 void cluster_lock_operation(struct kube_client *c, const char *ns, const char *base, char *buf,
@@ -234,4 +267,68 @@ bool cluster_lock_holder_gone(const struct lock_info *holder, void *ctx)
         return false; /* cannot tell: not gone */
     n = cobj_pod_list_phase(list, phase, sizeof(phase));
     return n == 0 || streq(phase, "Succeeded") || streq(phase, "Failed");
+}
+
+void cluster_delete_tasks_of_gone_nodes(struct kube_client *c, const char *ns, const char *cmd)
+{
+    _cleanup_(cJSON_Deletep) cJSON *list = NULL;
+    const cJSON *it;
+    /* the nodes already asked about, to ask once per node */
+    char known[16][NAMES_LABEL_MAX + 1];
+    bool gone[16];
+    size_t n_known = 0;
+    ord_err e = {0};
+
+    if (kube_list(c, &KUBE_RES_VOLUMETASKS, ns, NULL, &list, &e) < 0) {
+        cli_warn(cmd, "cannot list the tasks to find those of nodes that are gone: %s",
+                 err_msg(&e));
+        return;
+    }
+    cJSON_ArrayForEach(it, json_path(list, "items"))
+    {
+        const char *node;
+        struct vtask t;
+        bool is_gone = false, found = false;
+        int r;
+
+        /* spec.node: the node the task is labelled for (cobj_vtask_build sets both) */
+        if (cobj_vtask_from_json(it, &t, NULL) < 0 || !t.node[0] ||
+            strlen(t.node) > NAMES_LABEL_MAX)
+            continue;
+        node = t.node;
+        for (size_t i = 0; i < n_known && !found; i++)
+            if (streq(known[i], node)) {
+                found = true;
+                is_gone = gone[i];
+            }
+        if (!found) {
+            r = kube_get(c, &KUBE_RES_NODES, NULL, node, NULL, &e);
+            if (r < 0 && r != KUBE_E_NOT_FOUND) {
+                cli_warn(cmd, "cannot tell whether node '%s' still exists: %s", node,
+                         err_msg(&e));
+                err_clear(&e);
+                continue;
+            }
+            err_clear(&e);
+            is_gone = r == KUBE_E_NOT_FOUND;
+            if (n_known < ARRAY_SIZE(known)) {
+                snprintf(known[n_known], sizeof(known[n_known]), "%s", node);
+                gone[n_known++] = is_gone;
+            }
+        }
+        if (!is_gone)
+            continue;
+        r = kube_delete(c, &KUBE_RES_VOLUMETASKS, ns, t.name, NULL, NULL, &e);
+        if (r < 0 && r != KUBE_E_NOT_FOUND)
+            cli_warn(cmd, "cannot delete task '%s' of node '%s', which no longer exists: %s",
+                     t.name, node, err_msg(&e));
+        else
+            cluster_progress(cmd,
+                             "deleted task '%s' (%s of %s/%s ordinal %d volume '%s', phase %s): "
+                             "its node '%s' no longer exists (no Node object), so no agent "
+                             "will take it",
+                             t.name, t.restore ? "restore" : "backup", t.sts.ns, t.sts.name,
+                             (int)t.ordinal, t.template_name, vtask_phase_name(t.phase), node);
+        err_clear(&e);
+    }
 }

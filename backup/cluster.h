@@ -62,4 +62,22 @@ int cluster_task_run(struct kube_client *c, const char *ns, bool restore, bool a
                      uint64_t timeout_s, char *ret_name, size_t name_size, struct vtask *ret,
                      ord_err *e);
 
+/*
+ * Deletes the VolumeTasks (of any StatefulSet) labelled for a node that has no Node object any
+ * more: no agent will ever take them, and nobody else would delete them. One line on stderr
+ * per task, as cmd says. Best effort: a failure is a warning. Called by the coordinator (run,
+ * and restore in cluster mode) at its start, before it creates tasks of its own.
+ */
+void cluster_delete_tasks_of_gone_nodes(struct kube_client *c, const char *ns, const char *cmd);
+
+/* After this long without an agent taking a task, the wait says so (once) on stderr. */
+#define CLUSTER_UNCLAIMED_WARN_S 60
+
+/* cluster_task_run() with the delay of that line: unclaimed_s seconds (0: never). */
+int cluster_task_run_ex(struct kube_client *c, const char *ns, bool restore, bool accept_lost,
+                        const char *name_tag, const char *id, const struct sts_ref *sts,
+                        int32_t ordinal, const char *tmpl, const char *pv, const char *node,
+                        uint64_t timeout_s, uint64_t unclaimed_s, char *ret_name,
+                        size_t name_size, struct vtask *ret, ord_err *e);
+
 #endif

@@ -30,6 +30,7 @@
 
 #include "catalog.h"
 #include "cli.h"
+#include "cluster.h"
 #include "cmds.h"
 #include "engine.h"
 #include "id.h"
@@ -50,6 +51,8 @@ struct restore_args {
     const char *root, *repo, *statefulset, *backup, *ordinals, *order;
     const char *kubeconfig, *ns; /* cluster mode (restore_cluster.c) */
     const char *node_name;       /* this node, as 'backup --node-name' records it */
+    uint64_t task_timeout, unclaimed_warning; /* cluster mode, seconds */
+    const char *place_lost_on;                /* cluster mode */
     bool json, dry_run, accept_lost;
 };
 
@@ -707,6 +710,8 @@ int cmd_restore(int argc, char **argv)
         .root = NULL, /* CLI_DEFAULT_ROOT; NULL tells "not given" (cluster mode in a pod) */
         .order = "ordinal",
         .backup = "latest",
+        .task_timeout = 6 * 3600,
+        .unclaimed_warning = CLUSTER_UNCLAIMED_WARN_S,
     };
     struct sts_ref sts;
     struct backup_id bid;
@@ -762,13 +767,26 @@ int cmd_restore(int argc, char **argv)
          NULL, 0, 0, NULL, NULL, false},
         {"namespace", OPT_STRING, &a.ns, "NS", "Cluster mode: namespace of the VolumeTasks.",
          "the pod's namespace, else ordinal-system", 0, 0, NULL, NULL, false},
+        {"task-timeout", OPT_UINT, &a.task_timeout, "SECONDS",
+         "Cluster mode: stop the restore (held at 0 replicas, resumable) when one volume's task "
+         "takes longer, e.g. because the agent of its node is down or the node is gone.",
+         "21600", 10, 7 * 86400, NULL, NULL, false},
+        {"unclaimed-warning", OPT_UINT, &a.unclaimed_warning, "SECONDS",
+         "Cluster mode: say on stderr (once per task) when a task has waited this long and no "
+         "agent has taken it, naming its node and what to check; 0 never.",
+         "60", 0, 86400, NULL, NULL, false},
+        {"place-lost-on", OPT_STRING, &a.place_lost_on, "NODE",
+         "Cluster mode: re-create a missing claim whose volume's node no longer exists (a lost "
+         "node) on NODE, a node that runs an agent, and restore it there.",
+         NULL, 0, 0, NULL, NULL, false},
     };
     const struct opt_cmd cmd = {
         .name = "restore",
         .usage = "--repo URL --statefulset NS/NAME [--root DIR | --kubeconfig FILE] "
                  "[--backup ID|latest] "
                  "[--ordinals 0,2] [--order ordinal|reverse] [--dry-run] "
-                 "[--accept-lost-attributes] [--json]",
+                 "[--accept-lost-attributes] [--task-timeout SECONDS] "
+                 "[--place-lost-on NODE] [--json]",
         .summary =
             "Restores the StatefulSet's volumes on this node from a backup. Stop the pods first\n"
             "(scale the StatefulSet to 0). Before touching any volume it checks the backup is\n"
@@ -837,7 +855,9 @@ int cmd_restore(int argc, char **argv)
             .backup = a.backup,
             .ordinals = a.ordinals,
             .order = a.order,
-            .task_timeout = 6 * 3600,
+            .task_timeout = a.task_timeout,
+            .unclaimed_s = a.unclaimed_warning,
+            .place_lost_on = a.place_lost_on,
             .accept_lost_attributes = a.accept_lost,
             .json = a.json,
         };

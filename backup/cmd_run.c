@@ -298,6 +298,7 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     if (r < 0)
         return err_set_errno(e, r, "cannot choose a backup ID");
     delete_old_tasks(run);
+    cluster_delete_tasks_of_gone_nodes(run->client, run->ns, "run");
     cluster_progress("run", "backup %s of %s/%s: %zu volume(s), order %s", id, run->sts.ns,
                      run->sts.name, run->n, a->order);
 

@@ -201,16 +201,104 @@ static int wait_pods_gone(struct rc *rc, ord_err *e)
     }
 }
 
+/* 1 when the Node exists, 0 when it does not, or a negative errno with e. */
+static int node_exists(struct rc *rc, const char *node, ord_err *e)
+{
+    int r = kube_get(rc->c, &KUBE_RES_NODES, NULL, node, NULL, e);
+
+    if (r == KUBE_E_NOT_FOUND) {
+        err_clear(e);
+        return 0;
+    }
+    if (r < 0)
+        return err_wrap(e, r, "cannot read node '%s'", node);
+    return 1;
+}
+
+/*
+ * Before any volume: every selected volume whose claim is bound to a PV of a node that no
+ * longer exists (a lost node) would get a task no agent ever takes. Lists them with the
+ * commands that free them (stderr) and refuses, so that the person deletes what the lost node
+ * held and runs the restore again, which then re-creates the claims (--place-lost-on).
+ * Returns 0 when there is none, or a negative errno with e.
+ */
+static int check_lost_nodes(struct rc *rc, const struct backup_volume **sel, size_t n, ord_err *e)
+{
+    _cleanup_free_ char *claims = NULL, *pvs = NULL;
+    size_t size = n * (COBJ_NAME_MAX + 2) + 1, n_lost = 0, len_c = 0, len_p = 0;
+    int r;
+
+    claims = calloc(1, size);
+    pvs = calloc(1, size);
+    if (!claims || !pvs)
+        return err_set(e, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_(cJSON_Deletep) cJSON *obj = NULL, *pobj = NULL;
+        char claim[COBJ_NAME_MAX + 16];
+        struct cobj_pvc pvc;
+        struct cobj_pv pv;
+
+        snprintf(claim, sizeof(claim), "%s-%s-%d", sel[i]->template_name, rc->sts->name,
+                 (int)sel[i]->ordinal);
+        r = kube_get(rc->c, &KUBE_RES_PERSISTENTVOLUMECLAIMS, rc->sts->ns, claim, &obj, e);
+        if (r == KUBE_E_NOT_FOUND) {
+            err_clear(e);
+            continue;
+        }
+        if (r < 0)
+            return err_wrap(e, r, "cannot read claim '%s'", claim);
+        if (cobj_pvc_from_json(obj, &pvc, e) < 0 || !pvc.volume_name[0])
+            continue;
+        r = kube_get(rc->c, &KUBE_RES_PERSISTENTVOLUMES, NULL, pvc.volume_name, &pobj, e);
+        if (r == KUBE_E_NOT_FOUND) {
+            err_clear(e);
+            continue;
+        }
+        if (r < 0)
+            return err_wrap(e, r, "cannot read PersistentVolume '%s'", pvc.volume_name);
+        if (cobj_pv_from_json(pobj, &pv, e) < 0 || !pv.node[0])
+            continue;
+        r = node_exists(rc, pv.node, e);
+        if (r < 0)
+            return r;
+        if (r > 0)
+            continue;
+        cluster_progress("restore",
+                         "ordinal %d volume '%s': claim '%s' is bound to PersistentVolume '%s' "
+                         "of node '%s', which no longer exists (no Node object)",
+                         (int)sel[i]->ordinal, sel[i]->template_name, claim, pv.name, pv.node);
+        /* each name fits: size holds n names of at most COBJ_NAME_MAX + 1 */
+        len_c += (size_t)snprintf(claims + len_c, size - len_c, " %s", claim);
+        len_p += (size_t)snprintf(pvs + len_p, size - len_p, " %s", pv.name);
+        n_lost++;
+    }
+    if (n_lost == 0)
+        return 0;
+    cluster_progress("restore",
+                     "free them (their data went with the node; the backup brings it back): "
+                     "kubectl -n %s delete pvc%s && kubectl delete pv%s",
+                     rc->sts->ns, claims, pvs);
+    return err_set(e, -EHOSTDOWN,
+                   "%zu claim(s) are bound to volumes of nodes that no longer exist (the "
+                   "restore's output lists them and the commands that free them: kubectl -n %s "
+                   "delete pvc ..., kubectl delete pv ...); free them, then run this restore "
+                   "again with --place-lost-on NODE, a node that runs an agent",
+                   n_lost, rc->sts->ns);
+}
+
 /*
  * The PV and node of the claim of (ordinal, tmpl), re-creating the claim on `node` when it is
- * missing and waiting for it to be Bound. Returns 0 with ret_pv/ret_node, or a negative errno.
+ * missing (on --place-lost-on when `node` is gone) and waiting for it to be Bound. A claim
+ * that stays Pending gets one progress line after the unclaimed delay, pointing at its Events
+ * (the provisioner says there why it cannot bind it). Returns 0 with ret_pv/ret_node, or a
+ * negative errno.
  */
 static int claim_volume(struct rc *rc, const cJSON *sts_obj, int32_t ordinal, const char *tmpl,
                         const char *node, char *ret_pv, char *ret_node, ord_err *e)
 {
     char claim[COBJ_NAME_MAX + 16];
-    double deadline = cli_monotonic() + BOUND_TIMEOUT_S;
-    bool created = false;
+    double start = cli_monotonic(), deadline = start + BOUND_TIMEOUT_S;
+    bool created = false, warned = false;
     int r;
 
     snprintf(claim, sizeof(claim), "%s-%s-%d", tmpl, rc->sts->name, (int)ordinal);
@@ -221,18 +309,32 @@ static int claim_volume(struct rc *rc, const cJSON *sts_obj, int32_t ordinal, co
 
         r = kube_get(rc->c, &KUBE_RES_PERSISTENTVOLUMECLAIMS, rc->sts->ns, claim, &obj, e);
         if (r == KUBE_E_NOT_FOUND && !created) {
-            _cleanup_(cJSON_Deletep) cJSON *nobj = NULL, *nodeobj = NULL;
+            _cleanup_(cJSON_Deletep) cJSON *nobj = NULL;
 
-            r = kube_get(rc->c, &KUBE_RES_NODES, NULL, node, &nodeobj, e);
-            if (r == KUBE_E_NOT_FOUND)
-                return err_set(e, r,
-                               "claim '%s' is missing and node '%s', which held the volume when "
-                               "it was backed up, no longer exists; create the claim yourself "
-                               "with the annotation volume.kubernetes.io/selected-node set to a "
-                               "node that runs an agent",
-                               claim, node);
+            r = node_exists(rc, node, e);
             if (r < 0)
-                return err_wrap(e, r, "cannot read node '%s'", node);
+                return r;
+            if (r == 0 && !rc->a->place_lost_on)
+                return err_set(e, -EHOSTDOWN,
+                               "claim '%s' is missing and node '%s', which held the volume when "
+                               "it was backed up, no longer exists; run the restore again with "
+                               "--place-lost-on NODE (a node that runs an agent), or create the "
+                               "claim yourself with the annotation "
+                               "volume.kubernetes.io/selected-node set to such a node",
+                               claim, node);
+            if (r == 0) {
+                cluster_progress("restore",
+                                 "node '%s', which held ordinal %d volume '%s', no longer "
+                                 "exists: its claim goes to node '%s' (--place-lost-on)",
+                                 node, (int)ordinal, tmpl, rc->a->place_lost_on);
+                node = rc->a->place_lost_on;
+                r = node_exists(rc, node, e);
+                if (r < 0)
+                    return r;
+                if (r == 0)
+                    return err_set(e, -ENOENT, "--place-lost-on: node '%s' does not exist",
+                                   node);
+            }
             r = cobj_claim_from_template(sts_obj, tmpl, claim, rc->sts->ns, node, &nobj);
             if (r < 0)
                 return err_set(e, r, "the StatefulSet has no volumeClaimTemplate '%s'", tmpl);
@@ -271,6 +373,14 @@ static int claim_volume(struct rc *rc, const cJSON *sts_obj, int32_t ordinal, co
                            "claim '%s' is not Bound after %d s; see 'kubectl -n %s describe pvc "
                            "%s' and the provisioner's log on node '%s'",
                            claim, BOUND_TIMEOUT_S, rc->sts->ns, claim, node);
+        if (!warned && rc->a->unclaimed_s > 0 &&
+            cli_monotonic() - start >= (double)rc->a->unclaimed_s) {
+            warned = true;
+            cluster_progress("restore",
+                             "claim '%s' is not Bound yet; its Events say why "
+                             "(kubectl -n %s describe pvc %s). Waiting up to %d s",
+                             claim, rc->sts->ns, claim, BOUND_TIMEOUT_S);
+        }
         nap();
     }
 }
@@ -425,6 +535,7 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
     r = cluster_connect(a->kubeconfig, a->ns, &rc.c, rc.ns, sizeof(rc.ns), e);
     if (r < 0)
         return r;
+    cluster_delete_tasks_of_gone_nodes(rc.c, rc.ns, "restore");
 
     /* 1. Checks that change nothing. */
     r = kube_get(rc.c, &KUBE_RES_STATEFULSETS, sts->ns, sts->name, &sts_obj, e);
@@ -501,6 +612,9 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
     r = wait_pods_gone(&rc, e);
     if (r < 0)
         goto fail;
+    r = check_lost_nodes(&rc, sel, n, e);
+    if (r < 0)
+        goto fail;
 
     /* 3. Volume by volume. */
     /* Task names must differ from a previous run's (a failed one's tasks are kept), even
@@ -524,9 +638,9 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
         failed = bv;
         r = claim_volume(&rc, sts_obj, bv->ordinal, bv->template_name, mans[i].node, pv, node, e);
         if (r >= 0)
-            r = cluster_task_run(rc.c, rc.ns, true, a->accept_lost_attributes, tag, b.id, sts,
-                                 bv->ordinal, bv->template_name, pv, node, a->task_timeout, task,
-                                 sizeof(task), &t, e);
+            r = cluster_task_run_ex(rc.c, rc.ns, true, a->accept_lost_attributes, tag, b.id, sts,
+                                    bv->ordinal, bv->template_name, pv, node, a->task_timeout,
+                                    a->unclaimed_s, task, sizeof(task), &t, e);
         if (r >= 0 && t.phase == VTASK_FAILED)
             r = err_set(e, -EIO, "task '%s' failed: %s", task, t.message);
         if (r < 0)

@@ -16,6 +16,10 @@
 struct restore_cluster_args {
     const char *kubeconfig, *ns, *repo, *backup, *ordinals, *order;
     uint64_t task_timeout; /* seconds per volume */
+    uint64_t unclaimed_s;  /* a progress line when no agent took a task after this long */
+    /* --place-lost-on: a missing claim whose volume's node is gone is re-created on this node
+     * (NULL: such a claim stops the restore) */
+    const char *place_lost_on;
     /* --accept-lost-attributes: each restore task carries spec.acceptLostAttributes */
     bool accept_lost_attributes;
     bool json;

@@ -668,7 +668,42 @@ static bool held_decision(struct claim_ctx *cc, const struct vol_identity *id, c
         return false;
     hpv = kube_obj_data(held);
     if (!hpv->ann_node || !streq(hpv->ann_node, ctl->cfg->node_name)) {
-        *ret = SYNC_DONE; /* the node that holds the data decides */
+        /*
+         * The node that holds the data decides. If that node is gone (or its provisioner
+         * is down) nobody ever does, and the claim stays Pending without a word: the node
+         * the scheduler picked says why on the claim, and how to free the ordinal. Only a
+         * volume no claim holds (Released, Available); one still Bound to the claim's
+         * previous incarnation is released by the PV controller in a moment.
+         */
+        if (cc->wffc && cc->pvc->selected_node &&
+            streq(cc->pvc->selected_node, ctl->cfg->node_name) && hpv->phase &&
+            (streq(hpv->phase, "Released") || streq(hpv->phase, "Available"))) {
+            const char *owner = hpv->ann_node ? hpv->ann_node : "?";
+            char what[3 * K8S_NAME_MAX + 32];
+
+            if (id->is_sts)
+                snprintf(what, sizeof(what), "%s/%s ordinal %d '%s'", id->ns, id->sts,
+                         (int)id->ordinal, id->tmpl);
+            else
+                snprintf(what, sizeof(what), "claim %s/%s", id->ns, id->claim);
+
+            events_emit(ctl->ev, &cc->ref, true, "VolumeOnOtherNode",
+                        "PersistentVolume %s (%s, reclaim %s) on node '%s' holds the data of "
+                        "%s, so this claim is not provisioned on node '%s': "
+                        "only node '%s' may hand that volume over or remove it. If node '%s' "
+                        "is gone for good, free the ordinal: kubectl delete pv %s (this loses "
+                        "nothing that did not go with that node; bring the data back with "
+                        "ordinal-backup restore); node '%s' then provisions a new, empty "
+                        "volume. If node '%s' comes back, its provisioner acts on its own",
+                        kube_obj_name(held), hpv->phase,
+                        hpv->reclaim == RECLAIM_RETAIN ? "Retain" : "Delete", owner, what,
+                        ctl->cfg->node_name, owner, owner,
+                        kube_obj_name(held), ctl->cfg->node_name, owner);
+            log_warn("claim %s/%s: PersistentVolume %s of node '%s' holds its data; waiting "
+                     "for that node, or for the PV to be deleted",
+                     cc->ns, cc->name, kube_obj_name(held), owner);
+        }
+        *ret = SYNC_DONE;
         return true;
     }
     if (hpv->reclaim == RECLAIM_RETAIN) {
