@@ -141,6 +141,9 @@ static int run_backup(const struct backup_args *a, const struct sts_ref *sts, or
     r = repo_open(a->repo, REPO_OPEN_CREATE, &repo, e);
     if (r < 0)
         goto out;
+    r = repo_check_writable(repo, sts->ns, sts->name, NULL, REPO_WRITE_BACKUPS, e);
+    if (r < 0)
+        goto out;
     r = lock_acquire(repo, sts, "backup", &lock, e);
     if (r < 0)
         goto out;

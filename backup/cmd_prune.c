@@ -251,6 +251,13 @@ static int run_prune(const struct prune_args *a, const struct sts_ref *filter, o
     r = repo_open(a->repo, REPO_OPEN_EXISTING, &repo, e);
     if (r < 0)
         return r;
+    /* Removing a backup needs every directory of it writable: refuse before removing any. */
+    if (!a->dry_run) {
+        r = repo_check_writable(repo, filter ? filter->ns : NULL, filter ? filter->name : NULL,
+                                NULL, REPO_WRITE_LOCK | REPO_WRITE_TREE, e);
+        if (r < 0)
+            return r;
+    }
     r = catalog_scan(repo, filter, &cat, e);
     if (r < 0)
         return r;

@@ -60,6 +60,8 @@ struct run_vol {
 struct run {
     const struct run_args *a;
     struct sts_ref sts;
+    char sts_uid[64]; /* set once the StatefulSet was read: a failed run posts its Event */
+    bool committed;   /* backup.json was written: a later failure is the prune's */
     struct kube_client *client;
     char ns[NAMES_LABEL_MAX + 1];
     struct run_vol *v;
@@ -93,6 +95,7 @@ static int resolve(struct run *run, ord_err *e)
     r = cobj_sts_from_json(obj, sts, e);
     if (r < 0)
         return r;
+    snprintf(run->sts_uid, sizeof(run->sts_uid), "%s", sts->uid);
     if (sts->n_templates == 0)
         return err_set(e, -ENOENT,
                        "StatefulSet %s/%s has no volumeClaimTemplates: nothing to "
@@ -276,13 +279,21 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     char id[ID_MAX], key[REPO_KEY_MAX + 1];
     double started = cli_now(), t0 = cli_monotonic();
     size_t n_ords = 0;
-    bool one_node = true;
+    bool one_node = true, prunes;
     int r;
 
     r = resolve(run, e);
     if (r < 0)
         return r;
     r = repo_open(a->repo, REPO_OPEN_CREATE, &repo, e);
+    if (r < 0)
+        return r;
+    /* The agents (root) and this run (uid 65532 in deploy/) share the repository: refuse now,
+     * with the fix, rather than after every volume was copied. With --keep-* it prunes: every
+     * directory of the StatefulSet's backups must be writable then. */
+    prunes = a->last || a->daily || a->weekly || a->monthly;
+    r = repo_check_writable(repo, run->sts.ns, run->sts.name, NULL,
+                            REPO_WRITE_BACKUPS | (prunes ? REPO_WRITE_TREE : 0), e);
     if (r < 0)
         return r;
     cluster_lock_operation(run->client, run->ns, "run", op, sizeof(op));
@@ -341,6 +352,7 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     r = volop_commit_backup(repo, &b, id, started, t0, e);
     if (r < 0)
         goto fail;
+    run->committed = true;
     lock_release(TAKE_PTR(lock));
     cluster_progress("run", "backup %s of %s/%s is complete", id, run->sts.ns, run->sts.name);
 
@@ -373,6 +385,36 @@ fail:
     if (repo_key_backup_dir(key, sizeof(key), run->sts.ns, run->sts.name, id) == 0)
         (void)repo_remove_prefix(repo, key, NULL);
     return r;
+}
+
+/*
+ * The run-level record of a failed run: a Warning Event BackupFailed on the StatefulSet with
+ * the message the run exits with (kubectl describe statefulset); PruneFailed when the backup
+ * was committed and only the pruning after it failed. The VolumeTasks are not
+ * changed: each says what became of its volume (a task whose volume was copied stays
+ * Succeeded even when the backup could not be committed), their status is the agents' to
+ * write, and the Event is where a failed restore is reported too. Best effort.
+ */
+static void post_backup_failed(struct run *run, const ord_err *failure)
+{
+    _cleanup_(cJSON_Deletep) cJSON *ev = NULL;
+    ord_err e = {0};
+    int r;
+
+    if (!run->client || !run->sts_uid[0])
+        return; /* no StatefulSet to report on */
+    r = cobj_event_build("StatefulSet", "apps/v1", run->sts.ns, run->sts.name, run->sts_uid, true,
+                         run->committed ? "PruneFailed" : "BackupFailed", err_msg(failure),
+                         "ordinal-backup", &ev);
+    if (r < 0) {
+        cli_warn("run", "cannot build the Event BackupFailed: out of memory");
+        return;
+    }
+    r = kube_create(run->client, &KUBE_RES_EVENTS, run->sts.ns, ev, NULL, &e);
+    if (r < 0)
+        cli_warn("run", "cannot post the Event %s on StatefulSet %s/%s: %s",
+                 run->committed ? "PruneFailed" : "BackupFailed", run->sts.ns, run->sts.name,
+                 err_msg(&e));
 }
 
 int cmd_run(int argc, char **argv)
@@ -455,8 +497,11 @@ int cmd_run(int argc, char **argv)
         }
     }
     r = cluster_connect(a.kubeconfig, a.ns, &run.client, run.ns, sizeof(run.ns), &e);
-    if (r >= 0)
+    if (r >= 0) {
         r = run_backup_cluster(&run, &e);
+        if (r < 0)
+            post_backup_failed(&run, &e);
+    }
     kube_client_free(run.client);
     free(run.v);
     if (r < 0) {

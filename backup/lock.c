@@ -231,6 +231,13 @@ int lock_acquire_ex(struct repo *r, const struct sts_ref *sts, const char *opera
         return err_set_errno(e, rc, "describing this process for the lock");
     }
     l->len = strlen(l->content);
+    /* Every lock taker writes here: one that cannot is told now, with what to fix, rather than
+     * with the bare EACCES of the create below. */
+    rc = repo_check_writable(r, sts->ns, sts->name, NULL, REPO_WRITE_LOCK, e);
+    if (rc < 0) {
+        lock_free(l);
+        return rc;
+    }
 
     for (int attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
         _cleanup_free_ char *old = NULL;

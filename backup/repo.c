@@ -396,3 +396,107 @@ int repo_remove_prefix(struct repo *r, const char *prefix, ord_err *e)
 
     return rc < 0 ? rc : r->ops->remove_prefix(r->state, prefix, e);
 }
+
+struct check_dir {
+    char key[REPO_KEY_MAX + 1];
+    bool recursive;
+};
+
+static int check_dir_add(struct check_dir *d, size_t *n, bool recursive, const char *a,
+                         const char *b, const char *c)
+{
+    const char *parts[] = {a, b, c};
+    size_t len = 0;
+
+    d[*n].key[0] = '\0';
+    for (size_t i = 0; i < ARRAY_SIZE(parts) && parts[i]; i++) {
+        int k = snprintf(d[*n].key + len, sizeof(d[*n].key) - len, "%s%s", i ? "/" : "", parts[i]);
+        if (k < 0 || (size_t)k >= sizeof(d[*n].key) - len)
+            return -ENAMETOOLONG;
+        len += (size_t)k;
+    }
+    d[(*n)++].recursive = recursive;
+    return 0;
+}
+
+int repo_check_writable(struct repo *r, const char *ns, const char *sts, const char *id,
+                        unsigned scope, ord_err *e)
+{
+    struct check_dir dirs[8];
+    size_t n = 0;
+    bool all = !ns || !sts, tree = scope & REPO_WRITE_TREE;
+    int rc = 0;
+
+    if (!r->ops->check_writable)
+        return 0;
+    /* Parents before children, so the message names the highest directory at fault. */
+    dirs[n].key[0] = '\0';
+    dirs[n++].recursive = false;
+    if (scope & REPO_WRITE_LOCK) {
+        rc = check_dir_add(dirs, &n, all && tree, "locks", NULL, NULL);
+        if (rc == 0 && !all)
+            rc = check_dir_add(dirs, &n, false, "locks", ns, NULL);
+    }
+    if (rc == 0 && (scope & (REPO_WRITE_BACKUPS | REPO_WRITE_TREE))) {
+        rc = check_dir_add(dirs, &n, all && tree, "backups", NULL, NULL);
+        if (rc == 0 && !all)
+            rc = check_dir_add(dirs, &n, false, "backups", ns, NULL);
+        if (rc == 0 && !all)
+            rc = check_dir_add(dirs, &n, false, "backups", ns, sts);
+        /* the StatefulSet's backups, each checked whole (prune), or the one being written */
+        if (rc == 0 && !all && tree)
+            dirs[n - 1].recursive = true;
+        else if (rc == 0 && !all && id) {
+            char sub[REPO_KEY_MAX + 1];
+            snprintf(sub, sizeof(sub), "%s/%s", sts, id);
+            rc = check_dir_add(dirs, &n, false, "backups", ns, sub);
+        }
+    }
+    if (rc < 0)
+        return err_set(e, rc, "a repository key is too long");
+    for (size_t i = 0; i < n; i++) {
+        rc = r->ops->check_writable(r->state, dirs[i].key, dirs[i].recursive, e);
+        if (rc < 0)
+            return err_wrap(e, rc, "repository '%s'", r->url);
+    }
+    return 0;
+}
+
+void repo_explain_denied(struct repo *r, const char *key, int code, ord_err *e)
+{
+    char dir[REPO_KEY_MAX + 1];
+    const char *slash = strrchr(key, '/');
+    ord_err why = {0};
+
+    if ((code != -EACCES && code != -EPERM) || !r->ops->check_writable || !e)
+        return;
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - key) : 0, key);
+    /* The deepest existing directory on the way to key is the one that refused. */
+    for (;;) {
+        if (r->ops->check_writable(r->state, dir, false, &why) < 0) {
+            err_append(e, "%s", err_msg(&why));
+            return;
+        }
+        if (!dir[0])
+            return;
+        slash = strrchr(dir, '/');
+        if (slash)
+            dir[slash - dir] = '\0';
+        else
+            dir[0] = '\0';
+    }
+}
+
+int repo_check_url_writable(const char *url, ord_err *e)
+{
+    _cleanup_(repo_closep) struct repo *r = NULL;
+    int rc = repo_open(url, REPO_OPEN_EXISTING, &r, e);
+
+    if (rc == -ENOENT) { /* no repository yet: its first backup creates it */
+        err_clear(e);
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    return repo_check_writable(r, NULL, NULL, NULL, REPO_WRITE_BACKUPS, e);
+}

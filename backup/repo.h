@@ -69,6 +69,13 @@ struct repo_backend {
     int (*remove)(void *state, const char *key, ord_err *e);
     /* Removes everything under prefix, the backend's leftovers (temporaries) included. */
     int (*remove_prefix)(void *state, const char *prefix, ord_err *e);
+    /*
+     * Whether this process may create and remove entries in the directory dir ("" = the top),
+     * and with recursive in every directory below it; a dir that does not exist passes. Changes
+     * nothing. -EACCES with e naming the directory, its owner, group and mode, and the command
+     * that fixes it. NULL for a backend without per-writer permissions (S3: its credentials).
+     */
+    int (*check_writable)(void *state, const char *dir, bool recursive, ord_err *e);
 };
 
 extern const struct repo_backend repo_file_backend;
@@ -106,6 +113,49 @@ enum repo_open_mode {
 int repo_open(const char *url, enum repo_open_mode mode, struct repo **ret, ord_err *e);
 void repo_close(struct repo *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct repo *, repo_close);
+
+/*
+ * Shared repositories. A directory repository is written by processes of different users: the
+ * agent as root (on NFS with root_squash: as nobody), the CronJob's coordinator and the restore
+ * Job as uid 65532. They share it through one group, the group of the repository's top
+ * directory (65532 in deploy/): every directory a writer creates is made mode 2770 (setgid, so
+ * what is created in it inherits the group) and every file 0660, whatever the umask, and both
+ * get that group. Every writer checks first, changing nothing, that it can write the
+ * directories it will use (repo_check_writable()), and refuses with the owner, group and mode
+ * found and the command that fixes them. docs/operations.md, "Sharing a directory repository".
+ */
+#define REPO_SHARED_GID 65532 /* the group deploy/ gives every writer */
+#define REPO_DIR_MODE   02770
+#define REPO_FILE_MODE  0660
+
+enum repo_write_scope {
+    REPO_WRITE_LOCK = 1 << 0,    /* locks/ and locks/<ns>/: every lock taker */
+    REPO_WRITE_BACKUPS = 1 << 1, /* backups/, backups/<ns>/, backups/<ns>/<sts>/[<id>/] */
+    REPO_WRITE_TREE = 1 << 2,    /* and every directory below them: prune removes backups */
+};
+
+/*
+ * Checks that this process can write what scope names in the repository, for the StatefulSet
+ * ns/sts (both NULL: every StatefulSet, then the checks cover all of locks/ and backups/) and,
+ * with REPO_WRITE_BACKUPS, the directory of backup id when id is given and it exists. The top
+ * directory is always checked. Changes nothing. Returns 0, or -EACCES with e saying which
+ * directory, its owner, group and mode, what every writer needs and the command that fixes it.
+ */
+int repo_check_writable(struct repo *r, const char *ns, const char *sts, const char *id,
+                        unsigned scope, ord_err *e);
+
+/*
+ * The check a long-running writer (the agent) makes at start: the repository at url, when it
+ * exists, must let this process write its top directory and backups/. Returns 0 (also when
+ * there is no repository yet), or a negative errno with e filled.
+ */
+int repo_check_url_writable(const char *url, ord_err *e);
+
+/*
+ * After a write failed with code (-EACCES or -EPERM) at key: appends to e what the directory
+ * of key needs and the command that fixes it (nothing for other codes or backends).
+ */
+void repo_explain_denied(struct repo *r, const char *key, int code, ord_err *e);
 
 /* True for a key the backends accept (see the top of this file). */
 bool repo_key_valid(const char *key);

@@ -8,10 +8,16 @@
  * state or the whole new object, never a prefix of it, even after a crash. Dot names are
  * never listed, so leftovers of a killed writer are invisible until remove_prefix() (prune)
  * removes them together with their backup.
+ *
+ * Several users write one repository (the agent as root, the coordinator as uid 65532: repo.h,
+ * "Shared repositories"). So whatever the umask, every directory created here is given mode
+ * 2770 and every file 0660, both with the group of the repository's top directory, and
+ * file_check_writable() tells a writer before it starts whether it can write what it needs.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -27,6 +33,7 @@
 
 struct file_repo {
     int rootfd;
+    gid_t gid; /* the top directory's group: every writer's (repo.h, "Shared repositories") */
     char path[4096];
 };
 
@@ -76,12 +83,31 @@ static const char *split_key(const char *key, char *dir, size_t size)
 }
 
 /*
- * Opens the directory dir ("a/b/c", "" for the root) below rootfd without following
- * symlinks, creating missing components when create is set (and fsync'ing each parent that
- * got a new entry). Returns an fd or a negative errno.
+ * Gives an entry this process just created the repository's group and mode (REPO_DIR_MODE or
+ * REPO_FILE_MODE), whatever the umask. Best effort: a member of the group can always do both on
+ * what it owns, and a setgid parent already gave the group; where it cannot (a process outside
+ * the group), repo_check_writable() has told whoever runs it what to fix.
  */
-static int open_dir_chain(int rootfd, const char *dir, bool create)
+static void set_shared_mode(const struct file_repo *fr, int fd, mode_t mode)
 {
+    struct stat st;
+
+    if (fstat(fd, &st) < 0)
+        return;
+    if (st.st_gid != fr->gid)
+        (void)fchown(fd, (uid_t)-1, fr->gid);
+    if ((st.st_mode & 07777) != mode)
+        (void)fchmod(fd, mode);
+}
+
+/*
+ * Opens the directory dir ("a/b/c", "" for the root) below the top without following
+ * symlinks, creating missing components when create is set (with the shared mode, and
+ * fsync'ing each parent that got a new entry). Returns an fd or a negative errno.
+ */
+static int open_dir_chain(const struct file_repo *fr, const char *dir, bool create)
+{
+    int rootfd = fr->rootfd;
     _cleanup_close_ int fd = -EBADF;
     char comp[NAME_MAX + 1];
     const char *p = dir;
@@ -100,10 +126,14 @@ static int open_dir_chain(int rootfd, const char *dir, bool create)
         comp[n] = '\0';
         next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (next < 0 && errno == ENOENT && create) {
-            if (mkdirat(fd, comp, 0755) < 0 && errno != EEXIST)
+            bool made = mkdirat(fd, comp, REPO_DIR_MODE & 0777) == 0;
+
+            if (!made && errno != EEXIST)
                 return -errno;
-            (void)fs_fsync_dir(fd);
             next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (made && next >= 0)
+                set_shared_mode(fr, next, REPO_DIR_MODE);
+            (void)fs_fsync_dir(fd);
         }
         if (next < 0)
             return -errno;
@@ -124,10 +154,13 @@ static int file_open(const char *location, bool create, void **ret_state, ord_er
 
     if (strlen(location) >= sizeof(fr->path))
         return err_set(e, -ENAMETOOLONG, "the path is too long");
+    bool made = false;
+
     fd = open(location, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
         /* Only the last component: a typo in a parent should not build a tree somewhere. */
-        if (mkdir(location, 0755) < 0 && errno != EEXIST)
+        made = mkdir(location, REPO_DIR_MODE & 0777) == 0;
+        if (!made && errno != EEXIST)
             return err_set_errno(e, -errno, "cannot create directory '%s'", location);
         fd = open(location, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
@@ -146,6 +179,11 @@ static int file_open(const char *location, bool create, void **ret_state, ord_er
         return err_set(e, -ENOMEM, "out of memory");
     }
     fr->rootfd = fd;
+    /* A new top directory keeps the group it was given (this process's, or a setgid
+     * parent's): that group is the repository's from now on. */
+    fr->gid = st.st_gid;
+    if (made)
+        set_shared_mode(fr, fd, REPO_DIR_MODE);
     snprintf(fr->path, sizeof(fr->path), "%s", location);
     *ret_state = TAKE_PTR(fr);
     return 0;
@@ -211,13 +249,15 @@ static int file_put_begin(void *state, const char *key, void **ret_writer, ord_e
     for (int attempt = 0; attempt < 8 && r == -ENOENT; attempt++) {
         if (w->dirfd >= 0)
             close(w->dirfd);
-        w->dirfd = open_dir_chain(fr->rootfd, dir, true);
+        w->dirfd = open_dir_chain(fr, dir, true);
         if (w->dirfd < 0) {
             r = w->dirfd;
             continue;
         }
-        w->fd = openat(w->dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        w->fd = openat(w->dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, REPO_FILE_MODE);
         r = w->fd < 0 ? -errno : 0;
+        if (r == 0)
+            set_shared_mode(fr, w->fd, REPO_FILE_MODE);
     }
     if (r < 0) {
         if (w->dirfd >= 0)
@@ -324,14 +364,15 @@ static int file_create_excl(void *state, const char *key, const void *buf, size_
     const char *base = split_key(key, dir, sizeof(dir));
     int r;
 
-    dirfd = open_dir_chain(fr->rootfd, dir, true);
+    dirfd = open_dir_chain(fr, dir, true);
     if (dirfd < 0)
         return err_set_errno(e, dirfd, "cannot create the directory of '%s' in '%s'", key,
                              fr->path);
     tmp_name(tmp, sizeof(tmp), base, "new");
-    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, REPO_FILE_MODE);
     if (fd < 0)
         return err_set_errno(e, -errno, "cannot create '%s' in '%s'", key, fr->path);
+    set_shared_mode(fr, fd, REPO_FILE_MODE);
     r = write_all(fd, buf, len);
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
@@ -380,7 +421,7 @@ static int file_remove_if(void *state, const char *key, const void *expect, size
     size_t got = 0;
     int r;
 
-    dirfd = open_dir_chain(fr->rootfd, dir, false);
+    dirfd = open_dir_chain(fr, dir, false);
     if (dirfd == -ENOENT)
         return -ENOENT;
     if (dirfd < 0)
@@ -421,7 +462,7 @@ static int file_get_open(void *state, const char *key, uint64_t *ret_size, void 
     const char *base = split_key(key, dir, sizeof(dir));
     struct stat st;
 
-    dirfd = open_dir_chain(fr->rootfd, dir, false);
+    dirfd = open_dir_chain(fr, dir, false);
     if (dirfd == -ENOENT || dirfd == -ENOTDIR)
         return err_set(e, -ENOENT, "'%s' does not exist in '%s'", key, fr->path);
     if (dirfd < 0)
@@ -535,7 +576,7 @@ static int file_list(void *state, const char *prefix, repo_list_fn fn, void *ctx
     _cleanup_close_ int fd = -EBADF;
     char key[REPO_KEY_MAX + 2];
 
-    fd = open_dir_chain(fr->rootfd, prefix, false);
+    fd = open_dir_chain(fr, prefix, false);
     if (fd == -ENOENT || fd == -ENOTDIR)
         return 0;
     if (fd < 0)
@@ -551,7 +592,7 @@ static int file_remove(void *state, const char *key, ord_err *e)
     char dir[REPO_KEY_MAX + 1];
     const char *base = split_key(key, dir, sizeof(dir));
 
-    dirfd = open_dir_chain(fr->rootfd, dir, false);
+    dirfd = open_dir_chain(fr, dir, false);
     if (dirfd == -ENOENT)
         return -ENOENT;
     if (dirfd < 0)
@@ -572,7 +613,7 @@ static int file_remove_prefix(void *state, const char *prefix, ord_err *e)
     const char *base = split_key(prefix, dir, sizeof(dir));
     int r;
 
-    dirfd = open_dir_chain(fr->rootfd, dir, false);
+    dirfd = open_dir_chain(fr, dir, false);
     if (dirfd == -ENOENT)
         return 0;
     if (dirfd < 0)
@@ -590,13 +631,167 @@ static int file_remove_prefix(void *state, const char *prefix, ord_err *e)
         char pdir[REPO_KEY_MAX + 1];
         const char *name = split_key(dir, pdir, sizeof(pdir));
 
-        pfd = open_dir_chain(fr->rootfd, pdir, false);
+        pfd = open_dir_chain(fr, pdir, false);
         if (pfd < 0 || unlinkat(pfd, name, AT_REMOVEDIR) < 0)
             break;
         (void)fs_fsync_dir(pfd);
         snprintf(dir, sizeof(dir), "%s", pdir);
     }
     return 0;
+}
+
+/* "uid 65532, gid 65532, groups 65532,1000" of this process into buf. */
+static void describe_self(char *buf, size_t size)
+{
+    gid_t groups[32];
+    int n = getgroups((int)ARRAY_SIZE(groups), groups);
+    size_t len;
+
+    snprintf(buf, size, "uid %u, gid %u, groups ", (unsigned)geteuid(), (unsigned)getegid());
+    len = strlen(buf);
+    if (n <= 0) {
+        snprintf(buf + len, size - len, "none");
+        return;
+    }
+    for (int i = 0; i < n && len < size; i++) {
+        snprintf(buf + len, size - len, "%s%u", i ? "," : "", (unsigned)groups[i]);
+        len = strlen(buf);
+    }
+}
+
+static bool in_group(gid_t gid)
+{
+    gid_t groups[64];
+    int n = getgroups((int)ARRAY_SIZE(groups), groups);
+
+    if (getegid() == gid)
+        return true;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return true;
+    return false;
+}
+
+/* path as a shell word: as is when it is plain, else in single quotes. */
+static void shell_word(char *buf, size_t size, const char *path)
+{
+    if (strspn(path, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-+:@,") ==
+        strlen(path))
+        snprintf(buf, size, "%s", path);
+    else
+        snprintf(buf, size, "'%s'", path); /* a path with a quote in it: the user adapts it */
+}
+
+/*
+ * The refusal for directory key (st its stat): what was found, what every writer needs, and
+ * the command that fixes it. The group it names is the repository's (its top directory's) when
+ * this process belongs to it, else this process's own, else REPO_SHARED_GID. Kept short: it is
+ * also appended to other messages and must fit an error and an Event (1 KiB).
+ */
+static int denied(const struct file_repo *fr, const char *key, const struct stat *st, int code,
+                  ord_err *e)
+{
+    char self[200], w[300];
+    unsigned g = REPO_SHARED_GID;
+
+    if (fr->gid != 0 && in_group(fr->gid))
+        g = (unsigned)fr->gid;
+    else if (getegid() != 0)
+        g = (unsigned)getegid();
+    describe_self(self, sizeof(self));
+    shell_word(w, sizeof(w), fr->path);
+    return err_set(e, code,
+                   "this process (%s) cannot write directory '%s%s%s' (owner %u, group %u, mode "
+                   "%04o)%s: every writer (agent, CronJob, restore Job) needs each directory of "
+                   "the repository writable by a group it is in (mode 2770, group %u); nothing "
+                   "was changed; fix as root where the files are stored (the NFS server if it "
+                   "squashes root): chgrp -R %u %s && chmod -R g+rwX %s && find %s -type d -exec "
+                   "chmod g+s {} +",
+                   self, fr->path, key[0] ? "/" : "", key, (unsigned)st->st_uid,
+                   (unsigned)st->st_gid, (unsigned)(st->st_mode & 07777),
+                   geteuid() == 0 ? " (root is mapped to another user here, as by NFS "
+                                    "root_squash: give this process the group, e.g. "
+                                    "supplementalGroups: [65532])"
+                                  : "",
+                   g, g, w, w, w);
+}
+
+/* Checks the directory name in dirfd (key for messages), then, if recursive, those below it. */
+static int check_dir_at(const struct file_repo *fr, int dirfd, const char *name, char *key,
+                        size_t len, bool recursive, unsigned depth, ord_err *e)
+{
+    _cleanup_close_ int fd = -EBADF;
+    _cleanup_(closedirp) DIR *d = NULL;
+    struct dirent *de;
+    struct stat st;
+    int dfd;
+
+    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP))
+        return 0; /* made by whoever creates it, with the shared mode */
+    if (fd < 0 && errno != EACCES)
+        return err_set_errno(e, -errno, "cannot open directory '%s' in '%s'", key, fr->path);
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return err_set_errno(e, -errno, "cannot inspect directory '%s' in '%s'", key, fr->path);
+    /* The kernel (or the NFS server, for an export) decides, with this process's effective
+     * ids, groups and capabilities: root's DAC_OVERRIDE, root_squash and ACLs included. */
+    if (fd < 0 ||
+        faccessat(dirfd, name, R_OK | W_OK | X_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0) {
+        if (fd < 0 || errno == EACCES || errno == EPERM || errno == EROFS)
+            return denied(fr, key, &st, -EACCES, e);
+        return err_set_errno(e, -errno, "cannot check directory '%s' in '%s'", key, fr->path);
+    }
+    if (!recursive || depth >= FILE_LIST_DEPTH_MAX)
+        return 0;
+    dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dfd < 0)
+        return err_set_errno(e, -errno, "listing '%s' in '%s'", key, fr->path);
+    d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return err_set_errno(e, -errno, "listing '%s' in '%s'", key, fr->path);
+    }
+    while ((errno = 0, de = readdir(d))) {
+        size_t n = strlen(de->d_name), at = len ? len + 1 : 0;
+        struct stat sub;
+        int r;
+
+        if (de->d_name[0] == '.' || at + n > REPO_KEY_MAX)
+            continue;
+        if (fstatat(fd, de->d_name, &sub, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(sub.st_mode))
+            continue;
+        if (len)
+            key[len] = '/';
+        memcpy(key + at, de->d_name, n + 1);
+        r = check_dir_at(fr, fd, de->d_name, key, at + n, true, depth + 1, e);
+        key[len] = '\0';
+        if (r < 0)
+            return r;
+    }
+    if (errno)
+        return err_set_errno(e, -errno, "listing '%s' in '%s'", key, fr->path);
+    return 0;
+}
+
+static int file_check_writable(void *state, const char *dir, bool recursive, ord_err *e)
+{
+    struct file_repo *fr = state;
+    _cleanup_close_ int pfd = -EBADF;
+    char parent[REPO_KEY_MAX + 1], key[REPO_KEY_MAX + 2];
+    const char *base;
+
+    snprintf(key, sizeof(key), "%s", dir);
+    if (!dir[0])
+        return check_dir_at(fr, fr->rootfd, ".", key, 0, recursive, 0, e);
+    base = split_key(dir, parent, sizeof(parent));
+    pfd = open_dir_chain(fr, parent, false);
+    if (pfd == -ENOENT || pfd == -ENOTDIR)
+        return 0;
+    if (pfd == -EACCES) /* a parent it cannot enter: the check of that parent says why */
+        return 0;
+    if (pfd < 0)
+        return err_set_errno(e, pfd, "cannot open '%s' in '%s'", parent, fr->path);
+    return check_dir_at(fr, pfd, base, key, strlen(key), recursive, 0, e);
 }
 
 const struct repo_backend repo_file_backend = {
@@ -616,4 +811,5 @@ const struct repo_backend repo_file_backend = {
     .list = file_list,
     .remove = file_remove,
     .remove_prefix = file_remove_prefix,
+    .check_writable = file_check_writable,
 };

@@ -38,6 +38,11 @@ int volop_backup(struct repo *repo, const struct sts_ref *sts, const char *id,
                         ".tar.zst");
     if (r < 0)
         return err_set(e, r, "the object key is too long");
+    /* Before reading a byte: a writer that cannot write there (another user made the
+     * directories) says so now, with the fix, not after copying the whole volume. */
+    r = repo_check_writable(repo, sts->ns, sts->name, id, REPO_WRITE_BACKUPS, e);
+    if (r < 0)
+        return r;
     r = repo_put_begin(repo, key, &w, e);
     if (r < 0)
         return r;
@@ -157,8 +162,16 @@ int volop_commit_backup(struct repo *repo, struct backup_manifest *b, const char
         return err_set(e, r, "out of memory");
     repo_key_backup_json(key, sizeof(key), b->sts.ns, b->sts.name, id);
     r = repo_put_small(repo, key, text, strlen(text), e);
-    if (r < 0)
-        return err_wrap(e, r, "writing backup.json");
+    if (r < 0) {
+        /* Every volume is in the repository, and yet there is no backup: say it plainly. */
+        err_wrap(e, r,
+                 "backup '%s' of %s/%s is NOT committed: its %zu volume(s) were copied, but its "
+                 "commit record backup.json could not be written, so the backup does not exist "
+                 "(list, restore and verify do not see it)",
+                 id, b->sts.ns, b->sts.name, b->n_volumes);
+        repo_explain_denied(repo, key, r, e);
+        return r;
+    }
     return 0;
 }
 
