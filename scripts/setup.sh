@@ -12,6 +12,8 @@ packages=(
     # tests, benchmarks and the demo
     python3 python3-botocore openssl ca-certificates tar zstd acl attr util-linux
     e2fsprogs xfsprogs btrfs-progs valgrind
+    # deploy/monitoring: promtool checks the alert rules; PyYAML reads the PrometheusRule
+    prometheus python3-yaml
 )
 
 missing=()
