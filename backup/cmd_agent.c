@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,6 +78,7 @@ struct agent {
     struct agent_args a;
     char root[LAYOUT_PATH_MAX]; /* --root without trailing slashes */
     char ns[NAMES_LABEL_MAX + 1];
+    int lock_fd; /* <root>/.ordinal-agent.lock, flock'ed (lock_node) */
     struct kube_client *client;
     struct kube_informer *inf;
     pthread_mutex_t mu;
@@ -503,6 +505,24 @@ out:
 }
 
 /* Carries out one task from Pending (or an interrupted Running) to its final phase. */
+/*
+ * Sets task t Running, on the condition that it is still the version read (metadata.
+ * resourceVersion in the merge patch is a precondition for the API server): of two agents
+ * that read the same Pending task, one gets KUBE_E_CONFLICT and leaves it to the other.
+ */
+static int claim_task(struct agent *ag, const struct vtask *t, const char *msg, ord_err *e)
+{
+    _cleanup_(cJSON_Deletep) cJSON *p = NULL;
+    cJSON *meta;
+    int r;
+
+    r = cobj_vtask_status_patch(VTASK_RUNNING, msg, 0, ag->cur_start, NULL, NULL, &p);
+    if (r < 0 || !(meta = json_ensure_object(p, "metadata")) ||
+        json_set_string(meta, "resourceVersion", t->rv) < 0)
+        return err_set(e, -ENOMEM, "out of memory");
+    return kube_patch(ag->client, &KUBE_RES_VOLUMETASKS, ag->ns, t->name, "status", p, NULL, e);
+}
+
 static void run_task(struct agent *ag, const struct vtask *t, bool retry)
 {
     struct layout_volume lv;
@@ -517,7 +537,13 @@ static void run_task(struct agent *ag, const struct vtask *t, bool retry)
              t->restore ? "restoring" : "backing up", (int)t->ordinal, t->template_name, t->sts.ns,
              t->sts.name, t->pv, t->backup_id);
     log_info("task '%s': %s", t->name, msg);
-    r = patch_status(ag, t, VTASK_RUNNING, msg, 0, ag->cur_start, NULL, NULL, &e);
+    r = claim_task(ag, t, msg, &e);
+    if (r == KUBE_E_CONFLICT) {
+        /* Changed since it was read: another agent (during a roll-out, the old and the new pod
+         * of a node run at once) took it, or it was deleted or finished. Read it again. */
+        log_info("task '%s': changed while being claimed; not started", t->name);
+        return;
+    }
     if (r < 0) {
         /* Not started: the task stays as it was and is picked up again. */
         log_warn("task '%s': cannot set it Running: %s", t->name, err_msg(&e));
@@ -651,6 +677,50 @@ static void wait_kick(struct agent *ag, long ms)
     pthread_mutex_unlock(&ag->mu);
 }
 
+/*
+ * One agent per node at a time: an exclusive flock on <root>/.ordinal-agent.lock, held for the
+ * process's life. Two agents of one node (during an upgrade the old and the new pod can run
+ * at once) would otherwise both take a Running task for their own interrupted one and restore
+ * the same volume twice. The second one waits, saying why, until the first stops.
+ * Returns 1 with the lock held, 0 when asked to stop while waiting, or a negative errno.
+ */
+static int lock_node(struct agent *ag, ord_err *e)
+{
+    char path[LAYOUT_PATH_MAX];
+    sigset_t set;
+    bool said = false;
+    int fd;
+
+    if (snprintf(path, sizeof(path), "%s/.ordinal-agent.lock", ag->root) >= (int)sizeof(path))
+        return err_set(e, -ENAMETOOLONG, "the root path '%s' is too long", ag->root);
+    fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return err_set_errno(e, -errno, "cannot open '%s'", path);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        struct timespec second = {1, 0};
+
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            int r = err_set_errno(e, -errno, "cannot lock '%s'", path);
+            close(fd);
+            return r;
+        }
+        if (!said)
+            log_warn("another agent of this node holds '%s' (an old pod still stopping?): "
+                     "waiting for it to stop",
+                     path);
+        said = true;
+        if (sigtimedwait(&set, NULL, &second) > 0) {
+            close(fd);
+            return 0;
+        }
+    }
+    ag->lock_fd = fd; /* closed at exit: the lock goes with the process */
+    return 1;
+}
+
 static int agent_loop(struct agent *ag, ord_err *e)
 {
     char selector[COBJ_NAME_MAX + 32];
@@ -668,6 +738,9 @@ static int agent_loop(struct agent *ag, ord_err *e)
     };
     int r;
 
+    r = lock_node(ag, e);
+    if (r <= 0)
+        return r;
     snprintf(selector, sizeof(selector), "%s=%s", COBJ_LABEL_NODE, ag->a.node_name);
     r = kube_informer_new(ag->client, &io, &ag->inf, e);
     if (r < 0)
@@ -826,6 +899,7 @@ int cmd_agent(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&ag->mu, NULL);
     pthread_cond_init(&ag->cv, NULL);
+    ag->lock_fd = -EBADF;
 
     r = cluster_connect(ag->a.kubeconfig, ag->a.ns, &ag->client, ag->ns, sizeof(ag->ns), &e);
     if (r >= 0 && ag->a.metrics_address)
@@ -850,3 +924,5 @@ int cmd_agent(int argc, char **argv)
     free(ag);
     return r < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
+    if (ag->lock_fd >= 0)
+        close(ag->lock_fd);

@@ -59,6 +59,7 @@ class UnprivilegedAgents(ClusterMode):
         self.agents[node].terminate()
         self.drop = drop
         self.start_agent(node)
+        wait_for(lambda: "serving node" in self.agents[node].log(), 30, f"agent of {node}")
 
 
 class TestClusterRestoreFaults(unittest.TestCase):
@@ -157,6 +158,29 @@ class TestClusterRestoreFaults(unittest.TestCase):
         self.assertNotEqual(tree_hash(vol), before)
         self.assertEqual(self.sts_replicas(), 2)
         self.assertNotEqual(want, before)
+
+    def test_3_second_agent_of_a_node_waits(self):
+        """Two agents of one node (an upgrade's old and new pod): the second waits for the
+        node's lock and takes no task until the first stops, then serves."""
+        cm = self.cm
+        node = cm.vols[0]["node"]
+        cm.restart_agent(node, None)  # back to a full agent
+        first = cm.agents[node]
+        second = Proc([BACKUP, "agent", "--kubeconfig", cm.c.emu.kubeconfig, "--node-name", node,
+                       "--root", cm.c.roots[node], "--repo", cm.repo],
+                      env=cm.c.emu.env, name=f"agent-{node}-second", log_dir=cm.c.base)
+        try:
+            wait_for(lambda: "another agent of this node holds" in second.log(), 30,
+                     "the second agent to wait for the node's lock")
+            cm.backup(*cm.run_args())
+            self.assertNotIn("task '", second.log())
+            self.assertIn("task '", first.log())
+            first.terminate()
+            wait_for(lambda: "serving node" in second.log(), 30, "the second agent to serve")
+            cm.backup(*cm.run_args())
+            self.assertIn("Succeeded", second.log())
+        finally:
+            cm.agents[node] = second  # stopped (and checked) by close()
 
 
 if __name__ == "__main__":
