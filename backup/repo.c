@@ -136,6 +136,13 @@ static int config_check(struct repo *r, ord_err *e)
     return 0;
 }
 
+/*
+ * deploy/backup-config.yaml ships ORDINAL_REPO as a placeholder ("s3://CHANGE-ME-bucket/...").
+ * An install that never set it must fail at start with what to do, not later with an S3 error
+ * (or, for a path, quietly write somewhere nobody looks).
+ */
+#define REPO_PLACEHOLDER "CHANGE-ME"
+
 int repo_open(const char *url, enum repo_open_mode mode, struct repo **ret, ord_err *e)
 {
     _cleanup_(repo_closep) struct repo *r = NULL;
@@ -145,6 +152,13 @@ int repo_open(const char *url, enum repo_open_mode mode, struct repo **ret, ord_
 
     if (!url || !url[0])
         return err_set(e, -EINVAL, "the repository URL is empty");
+    if (strstr(url, REPO_PLACEHOLDER))
+        return err_set(e, -EINVAL,
+                       "repository '%s' is the placeholder of deploy/backup-config.yaml, not a "
+                       "repository: set ORDINAL_REPO to your bucket/prefix or shared directory in "
+                       "a kustomize overlay (deploy/examples/overlay/, docs/install.md) and apply "
+                       "it, or give --repo",
+                       url);
     ops = &repo_file_backend;
     if (strncmp(url, "s3://", 5) == 0) {
         location = url + 5;

@@ -107,8 +107,9 @@ enum repo_open_mode {
  * Opens the repository named by url: an absolute path, "file:///path", or "s3://bucket/prefix"
  * (the S3 backend, repo_s3.h). Checks ordinal-repo.json: a repository of another format
  * version is refused; a location without it is initialised when mode is REPO_OPEN_CREATE and
- * it is empty, refused otherwise. Returns 0 and *ret (free with repo_close()), or a negative
- * errno with e filled.
+ * it is empty, refused otherwise. A URL holding the placeholder of deploy/backup-config.yaml
+ * ("CHANGE-ME") is refused with what to set. Returns 0 and *ret (free with repo_close()), or a
+ * negative errno with e filled.
  */
 int repo_open(const char *url, enum repo_open_mode mode, struct repo **ret, ord_err *e);
 void repo_close(struct repo *r);
