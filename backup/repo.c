@@ -156,7 +156,7 @@ int repo_open(const char *url, enum repo_open_mode mode, struct repo **ret, ord_
         return err_set(e, -EINVAL,
                        "repository '%s' is the placeholder of deploy/backup-config.yaml, not a "
                        "repository: set ORDINAL_REPO to your bucket/prefix or shared directory in "
-                       "a kustomize overlay (deploy/examples/overlay/, docs/install.md) and apply "
+                       "a kustomize overlay (docs/examples/overlay/, docs/install.md) and apply "
                        "it, or give --repo",
                        url);
     ops = &repo_file_backend;
@@ -471,7 +471,7 @@ int repo_check_writable(struct repo *r, const char *ns, const char *sts, const c
     for (size_t i = 0; i < n; i++) {
         rc = r->ops->check_writable(r->state, dirs[i].key, dirs[i].recursive, e);
         if (rc < 0)
-            return err_wrap(e, rc, "repository '%s'", r->url);
+            return err_wrap(e, rc, "refused, nothing was changed: repository '%s'", r->url);
     }
     return 0;
 }

@@ -44,7 +44,7 @@ class TestPlaceholder(unittest.TestCase):
         self.assertIn(f"repository '{self.url}' is the placeholder of deploy/backup-config.yaml",
                       out)
         self.assertIn("set ORDINAL_REPO", out)
-        self.assertIn("kustomize overlay (deploy/examples/overlay/", out)
+        self.assertIn("kustomize overlay (docs/examples/overlay/", out)
         self.assertNotIn("Sanitizer", out)
 
     def test_commands_refuse(self):
@@ -72,6 +72,20 @@ class TestPlaceholder(unittest.TestCase):
                                  "--repo", self.url, "--namespace", "default"],
                                 env=emu.env, capture_output=True, text=True, timeout=60)
         self.assert_refused(cp)
+
+    def test_example_overlay_sets_the_repository(self):
+        # docs/examples/overlay: the install of deploy/ with ORDINAL_REPO set, the tree untouched.
+        if subprocess.run(["which", "kubectl"], capture_output=True).returncode != 0:
+            skip("kubectl is not installed")
+        overlay = os.path.join(source_dir(), "docs", "examples", "overlay")
+        cp = subprocess.run(["kubectl", "kustomize", overlay], capture_output=True, text=True,
+                            timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        repos = re.findall(r"^  ORDINAL_REPO: (\S+)$", cp.stdout, re.M)
+        self.assertEqual(len(repos), 1, cp.stdout)
+        self.assertNotEqual(repos[0].strip('"'), self.url)
+        self.assertNotIn("CHANGE-ME", cp.stdout)
+        self.assertIn("kind: DaemonSet", cp.stdout)
 
     def test_a_real_url_with_another_word_is_accepted(self):
         # Only the placeholder is refused: a repository named like it otherwise is fine.
