@@ -45,6 +45,11 @@ echo "== source checks"
 if scripts/checksrc.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
 build release && run_ctest build release
+
+# The option tables of docs/ are written from the built programs' --help (scripts/docs.py).
+echo "== docs check"
+if python3 scripts/docs.py --check --bin-dir build/bin; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 build asan && run_ctest build-asan "ASan+UBSan"
 
 if [ "$fuzz_seconds" -gt 0 ] && build fuzz; then
