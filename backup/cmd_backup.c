@@ -186,8 +186,10 @@ static int run_backup(const struct backup_args *a, const struct sts_ref *sts, or
     b.volumes = vols;
     b.n_volumes = n;
     r = volop_commit_backup(repo, &b, id, started, t0, e);
-    if (r < 0)
+    if (r < 0) {
+        volop_not_committed(repo, sts, id, n, r, e);
         goto fail;
+    }
 
     if (a->json)
         r = cli_print_volumes_json(id, sts, a->order, vols, n);

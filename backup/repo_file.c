@@ -146,6 +146,9 @@ static int open_dir_chain(const struct file_repo *fr, const char *dir, bool crea
     return TAKE_FD(fd);
 }
 
+static int denied(const char *top, gid_t top_gid, const char *key, const struct stat *st, int code,
+                  ord_err *e);
+
 static int file_open(const char *location, bool create, void **ret_state, ord_err *e)
 {
     _cleanup_free_ struct file_repo *fr = NULL;
@@ -167,6 +170,9 @@ static int file_open(const char *location, bool create, void **ret_state, ord_er
     if (fd < 0) {
         if (errno == ENOENT)
             return err_set(e, -ENOENT, "directory '%s' does not exist", location);
+        /* Another user's repository this process is not let into: say what it needs. */
+        if (errno == EACCES && stat(location, &st) == 0 && S_ISDIR(st.st_mode))
+            return denied(location, st.st_gid, "", &st, -EACCES, e);
         return err_set_errno(e, -errno, "cannot open directory '%s'", location);
     }
     if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
@@ -684,36 +690,40 @@ static void shell_word(char *buf, size_t size, const char *path)
 
 /*
  * The refusal for directory key (st its stat): what was found, what every writer needs, and
- * the command that fixes it. The group it names is the repository's (its top directory's) when
- * this process belongs to it, else this process's own, else REPO_SHARED_GID. Kept short: it is
- * also appended to other messages and must fit an error and an Event (1 KiB).
+ * the command that fixes it. The group it names is the repository's (its top directory's)
+ * unless that is root's, else this process's own, else REPO_SHARED_GID; a process outside that
+ * group is told to join it. Kept short: it is also appended to other messages and must fit an
+ * error and an Event (1 KiB).
  */
-static int denied(const struct file_repo *fr, const char *key, const struct stat *st, int code,
+static int denied(const char *top, gid_t top_gid, const char *key, const struct stat *st, int code,
                   ord_err *e)
 {
-    char self[200], w[300];
+    char self[200], w[300], join[120] = "";
     unsigned g = REPO_SHARED_GID;
 
-    if (fr->gid != 0 && in_group(fr->gid))
-        g = (unsigned)fr->gid;
+    if (top_gid != 0)
+        g = (unsigned)top_gid;
     else if (getegid() != 0)
         g = (unsigned)getegid();
+    if (!in_group((gid_t)g))
+        snprintf(join, sizeof(join),
+                 "; this process is not in group %u: run it with that group too, e.g. "
+                 "supplementalGroups: [%u]",
+                 g, g);
     describe_self(self, sizeof(self));
-    shell_word(w, sizeof(w), fr->path);
+    shell_word(w, sizeof(w), top);
     return err_set(e, code,
                    "this process (%s) cannot write directory '%s%s%s' (owner %u, group %u, mode "
                    "%04o)%s: every writer (agent, CronJob, restore Job) needs each directory of "
-                   "the repository writable by a group it is in (mode 2770, group %u); nothing "
-                   "was changed; fix as root where the files are stored (the NFS server if it "
-                   "squashes root): chgrp -R %u %s && chmod -R g+rwX %s && find %s -type d -exec "
-                   "chmod g+s {} +",
-                   self, fr->path, key[0] ? "/" : "", key, (unsigned)st->st_uid,
-                   (unsigned)st->st_gid, (unsigned)(st->st_mode & 07777),
+                   "the repository writable by a group it is in (mode 2770, group %u)%s; fix as "
+                   "root where the files are stored (the NFS server if it squashes root): chgrp "
+                   "-R %u %s && chmod -R g+rwX %s && find %s -type d -exec chmod g+s {} +",
+                   self, top, key[0] ? "/" : "", key, (unsigned)st->st_uid, (unsigned)st->st_gid,
+                   (unsigned)(st->st_mode & 07777),
                    geteuid() == 0 ? " (root is mapped to another user here, as by NFS "
-                                    "root_squash: give this process the group, e.g. "
-                                    "supplementalGroups: [65532])"
+                                    "root_squash)"
                                   : "",
-                   g, g, w, w, w);
+                   g, join, g, w, w, w);
 }
 
 /* Checks the directory name in dirfd (key for messages), then, if recursive, those below it. */
@@ -738,7 +748,7 @@ static int check_dir_at(const struct file_repo *fr, int dirfd, const char *name,
     if (fd < 0 ||
         faccessat(dirfd, name, R_OK | W_OK | X_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0) {
         if (fd < 0 || errno == EACCES || errno == EPERM || errno == EROFS)
-            return denied(fr, key, &st, -EACCES, e);
+            return denied(fr->path, fr->gid, key, &st, -EACCES, e);
         return err_set_errno(e, -errno, "cannot check directory '%s' in '%s'", key, fr->path);
     }
     if (!recursive || depth >= FILE_LIST_DEPTH_MAX)

@@ -162,17 +162,24 @@ int volop_commit_backup(struct repo *repo, struct backup_manifest *b, const char
         return err_set(e, r, "out of memory");
     repo_key_backup_json(key, sizeof(key), b->sts.ns, b->sts.name, id);
     r = repo_put_small(repo, key, text, strlen(text), e);
-    if (r < 0) {
-        /* Every volume is in the repository, and yet there is no backup: say it plainly. */
-        err_wrap(e, r,
-                 "backup '%s' of %s/%s is NOT committed: its %zu volume(s) were copied, but its "
-                 "commit record backup.json could not be written, so the backup does not exist "
-                 "(list, restore and verify do not see it)",
-                 id, b->sts.ns, b->sts.name, b->n_volumes);
-        repo_explain_denied(repo, key, r, e);
-        return r;
-    }
+    if (r < 0)
+        return err_wrap(e, r, "writing its commit record backup.json");
     return 0;
+}
+
+void volop_not_committed(struct repo *repo, const struct sts_ref *sts, const char *id,
+                         size_t n_volumes, int code, ord_err *e)
+{
+    char key[REPO_KEY_MAX + 1];
+
+    /* Every volume is in the repository, and yet there is no backup: say it plainly. */
+    err_wrap(e, code,
+             "backup '%s' of %s/%s is NOT committed: its %zu volume(s) were copied, but without "
+             "its commit record the backup does not exist (for list, restore and verify)",
+             id, sts->ns, sts->name, n_volumes);
+    if (e && !strstr(e->msg, "cannot write directory") &&
+        repo_key_backup_json(key, sizeof(key), sts->ns, sts->name, id) == 0)
+        repo_explain_denied(repo, key, code, e);
 }
 
 int volop_verify_object(struct repo *repo, const struct backup_manifest *b,
@@ -271,10 +278,18 @@ int volop_restore(struct repo *repo, const struct backup_manifest *b,
     if (lv->kind == VOLUME_DEVICE)
         return engine_restore_device(&src, &ex, lv->path, e);
 
-    r = layout_staging_path(staging, sizeof(staging), root, &b->sts, bv->ordinal, bv->template_name,
-                            b->id);
-    if (r < 0)
-        return err_set(e, r, "the staging path is too long");
+    /* Beside the target entry (lv->path, "<root>/<ns>/<sts>/<ordinal>/<template>"), which
+     * belongs to another StatefulSet than the backup's with restore --to. */
+    {
+        const char *slash = strrchr(lv->path, '/');
+        int n = slash ? snprintf(staging, sizeof(staging), "%.*s/.%s.restore-%s",
+                                 (int)(slash - lv->path), lv->path, bv->template_name, b->id)
+                      : -1;
+
+        (void)root;
+        if (n < 0 || (size_t)n >= sizeof(staging))
+            return err_set(e, -ENAMETOOLONG, "the staging path is too long");
+    }
     r = engine_restore_dir(&src, &ex, staging, lost, e);
     if (r < 0)
         return r;

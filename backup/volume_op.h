@@ -44,6 +44,14 @@ int volop_backup(struct repo *repo, const struct sts_ref *sts, const char *id,
  * started is the wall-clock start (cli_now()), t0 the monotonic one (cli_monotonic()).
  * Returns 0 or a negative errno.
  */
+/*
+ * For a backup that failed after every volume was copied (in the commit, or in what is written
+ * just before it): prefixes e with "backup ID of NS/STS is NOT committed: ...", and for a
+ * permission error appends what backup.json's directory needs (repo_explain_denied()).
+ */
+void volop_not_committed(struct repo *repo, const struct sts_ref *sts, const char *id,
+                         size_t n_volumes, int code, ord_err *e);
+
 int volop_commit_backup(struct repo *repo, struct backup_manifest *b, const char *id,
                         double started, double t0, ord_err *e);
 
