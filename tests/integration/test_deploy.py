@@ -229,6 +229,52 @@ class DryRun(unittest.TestCase):
         self.assertTrue(sc["privileged"])
         self.assertNotIn("capabilities", sc)
 
+    def test_kustomize_install_with_nfs_repository(self):
+        """The nfs-repository Component (docs/operations.md, "Sharing a directory
+        repository"), with the example CronJob and restore Job in the same kustomization as an
+        overlay lists them: one NFS PersistentVolume and its claim, mounted at the path
+        ORDINAL_REPO names by the agent and both Jobs, every pod in group 65532."""
+        tmp = kustomize_with("nfs-repository")
+        path = os.path.join(tmp, "kustomization.yaml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("- daemonset-agent.yaml\n", "- daemonset-agent.yaml\n"
+                                 "- examples/backup-cronjob.yaml\n- examples/restore-job.yaml\n"))
+        objs = self.check_kustomization(tmp)
+        by = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+        pv = by[("PersistentVolume", "ordinal-repository")]
+        self.assertEqual(set(pv["spec"]["nfs"]), {"server", "path"})
+        self.assertEqual(pv["spec"]["accessModes"], ["ReadWriteMany"])
+        self.assertEqual(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain")
+        self.assertEqual(pv["spec"]["claimRef"], {"namespace": NS, "name": "ordinal-repository"})
+        pvc = by[("PersistentVolumeClaim", "ordinal-repository")]
+        self.assertEqual(pvc["metadata"]["namespace"], NS)
+        self.assertEqual(pvc["spec"]["volumeName"], "ordinal-repository")
+        self.assertEqual(pvc["spec"]["storageClassName"], "")
+        repo = by[("ConfigMap", "ordinal-backup")]["data"]["ORDINAL_REPO"]
+        self.assertEqual(repo, "/srv/ordinal-repository")
+        workloads = {("DaemonSet", "ordinal-agent"): "agent",
+                     ("CronJob", "ordinal-backup-mysql"): "run",
+                     ("Job", "ordinal-restore-mysql"): "restore"}
+        for key, cname in workloads.items():
+            with self.subTest(workload=key):
+                cs, pod = containers(by[key])
+                vols = {v["name"]: v for v in pod["volumes"]}
+                self.assertEqual(vols["repository"]["persistentVolumeClaim"],
+                                 {"claimName": "ordinal-repository"})
+                self.assertIn({"name": "repository", "mountPath": repo},
+                              cs[cname]["volumeMounts"])
+                self.assertIn("--repo=$(ORDINAL_REPO)", cs[cname]["args"])
+                sc = pod["securityContext"]
+                self.assertEqual(sc["supplementalGroups"], [65532])
+                if key[0] == "DaemonSet":
+                    self.assertEqual(cs[cname]["securityContext"]["runAsUser"], 0)
+                else:
+                    self.assertEqual((sc["runAsUser"], sc["runAsGroup"]), (65532, 65532))
+        # without the Jobs (deploy/ alone), the Component still builds
+        self.check_kustomization(kustomize_with("nfs-repository"))
+
     def test_kustomization_lists_every_install_file(self):
         with open(deploy_path("kustomization.yaml")) as f:
             listed = set(re.findall(r"(?m)^- (\S+\.yaml)$", f.read()))
