@@ -921,8 +921,8 @@ int cmd_agent(int argc, char **argv)
     metrics_free(ag->reg);
     pthread_cond_destroy(&ag->cv);
     pthread_mutex_destroy(&ag->mu);
+    if (ag->lock_fd >= 0)
+        close(ag->lock_fd);
     free(ag);
     return r < 0 ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }
-    if (ag->lock_fd >= 0)
-        close(ag->lock_fd);
