@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "catalog.h"
 #include "cli.h"
 #include "cluster.h"
 #include "json.h"
@@ -208,16 +209,16 @@ int cluster_task_run(struct kube_client *c, const char *ns, bool restore, bool a
                      uint64_t timeout_s, char *ret_name, size_t name_size, struct vtask *ret,
                      ord_err *e)
 {
-    return cluster_task_run_ex(c, ns, restore, accept_lost, name_tag, id, sts, ordinal, tmpl, pv,
-                               node, timeout_s, CLUSTER_UNCLAIMED_WARN_S, ret_name, name_size, ret,
-                               e);
+    return cluster_task_run_ex(c, ns, restore, accept_lost, NULL, name_tag, id, sts, ordinal, tmpl,
+                               pv, node, timeout_s, CLUSTER_UNCLAIMED_WARN_S, ret_name, name_size,
+                               ret, e);
 }
 
 int cluster_task_run_ex(struct kube_client *c, const char *ns, bool restore, bool accept_lost,
-                        const char *name_tag, const char *id, const struct sts_ref *sts,
-                        int32_t ordinal, const char *tmpl, const char *pv, const char *node,
-                        uint64_t timeout_s, uint64_t unclaimed_s, char *ret_name,
-                        size_t name_size, struct vtask *ret, ord_err *e)
+                        const struct sts_ref *src, const char *name_tag, const char *id,
+                        const struct sts_ref *sts, int32_t ordinal, const char *tmpl,
+                        const char *pv, const char *node, uint64_t timeout_s, uint64_t unclaimed_s,
+                        char *ret_name, size_t name_size, struct vtask *ret, ord_err *e)
 {
     _cleanup_(cJSON_Deletep) cJSON *obj = NULL, *created = NULL;
     char name[COBJ_NAME_MAX + 1];
@@ -227,6 +228,8 @@ int cluster_task_run_ex(struct kube_client *c, const char *ns, bool restore, boo
     task_name(name, sizeof(name), restore, name_tag, sts, ordinal, tmpl);
     snprintf(ret_name, name_size, "%s", name);
     r = cobj_vtask_build(name, ns, restore, accept_lost, id, sts, ordinal, tmpl, pv, node, &obj);
+    if (r >= 0 && restore && src && !sts_ref_equal(src, sts))
+        r = cobj_vtask_set_source(obj, src);
     if (r < 0)
         return err_set(e, r, "out of memory");
     r = kube_create(c, &KUBE_RES_VOLUMETASKS, ns, obj, &created, e);

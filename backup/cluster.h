@@ -73,11 +73,13 @@ void cluster_delete_tasks_of_gone_nodes(struct kube_client *c, const char *ns, c
 /* After this long without an agent taking a task, the wait says so (once) on stderr. */
 #define CLUSTER_UNCLAIMED_WARN_S 60
 
-/* cluster_task_run() with the delay of that line: unclaimed_s seconds (0: never). */
+/* cluster_task_run() with the delay of that line: unclaimed_s seconds (0: never), and for a
+ * restore the StatefulSet whose backup is read, src, when it is not sts (restore --to; NULL:
+ * sts). */
 int cluster_task_run_ex(struct kube_client *c, const char *ns, bool restore, bool accept_lost,
-                        const char *name_tag, const char *id, const struct sts_ref *sts,
-                        int32_t ordinal, const char *tmpl, const char *pv, const char *node,
-                        uint64_t timeout_s, uint64_t unclaimed_s, char *ret_name,
-                        size_t name_size, struct vtask *ret, ord_err *e);
+                        const struct sts_ref *src, const char *name_tag, const char *id,
+                        const struct sts_ref *sts, int32_t ordinal, const char *tmpl,
+                        const char *pv, const char *node, uint64_t timeout_s, uint64_t unclaimed_s,
+                        char *ret_name, size_t name_size, struct vtask *ret, ord_err *e);
 
 #endif

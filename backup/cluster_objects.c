@@ -75,6 +75,11 @@ static void decode_spec(const cJSON *obj, struct vtask *t)
             0 ||
         names_parse_sts(sts, &t->sts, &se) < 0)
         return BAD("spec.statefulset must be NAMESPACE/NAME: %s", se.msg[0] ? se.msg : "absent");
+    t->source = t->sts;
+    sts = json_string(obj, "spec.sourceStatefulset");
+    if (sts && (strlen(sts) > NAMES_LABEL_MAX + NAMES_SUBDOMAIN_MAX + 1 ||
+                names_parse_sts(sts, &t->source, &se) < 0))
+        return BAD("spec.sourceStatefulset must be NAMESPACE/NAME: %s", se.msg);
     if (json_get_int64(obj, "spec.ordinal", 0, INT32_MAX, &ord) < 0)
         return BAD("spec.ordinal must be an integer from 0");
     t->ordinal = (int32_t)ord;
@@ -374,6 +379,17 @@ int cobj_vtask_build(const char *name, const char *ns, bool restore, bool accept
         CHECK(json_set_bool(spec, "acceptLostAttributes", true));
     *ret = TAKE_PTR(o);
     return 0;
+}
+
+int cobj_vtask_set_source(cJSON *task, const struct sts_ref *source)
+{
+    char ref[NAMES_LABEL_MAX + NAMES_SUBDOMAIN_MAX + 2];
+    cJSON *spec = json_ensure_object(task, "spec");
+
+    if (!spec)
+        return -ENOMEM;
+    snprintf(ref, sizeof(ref), "%s/%s", source->ns, source->name);
+    return json_set_string(spec, "sourceStatefulset", ref) < 0 ? -ENOMEM : 0;
 }
 
 int cobj_vtask_status_patch(enum vtask_phase phase, const char *message, uint64_t progress,

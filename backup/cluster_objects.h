@@ -64,6 +64,7 @@ struct vtask {
     bool restore; /* action: restore (else backup) */
     char backup_id[ID_MAX];
     struct sts_ref sts;
+    struct sts_ref source; /* restore: spec.sourceStatefulset, the backup's; else = sts */
     int32_t ordinal;
     char template_name[NAMES_SUBDOMAIN_MAX + 1];
     char pv[COBJ_NAME_MAX + 1];
@@ -167,6 +168,10 @@ int cobj_claim_from_template(const cJSON *sts_obj, const char *tmpl, const char 
 int cobj_vtask_build(const char *name, const char *ns, bool restore, bool accept_lost,
                      const char *backup_id, const struct sts_ref *sts, int32_t ordinal,
                      const char *tmpl, const char *pv, const char *node, cJSON **ret);
+
+/* Sets spec.sourceStatefulset of a restore task built by cobj_vtask_build (restore --to).
+ * Returns 0 or -ENOMEM. */
+int cobj_vtask_set_source(cJSON *task, const struct sts_ref *source);
 
 /*
  * A merge patch of status: phase, message (may be NULL: unchanged), progressBytes,

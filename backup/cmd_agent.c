@@ -443,10 +443,11 @@ static int do_restore(struct agent *ag, const struct vtask *t, const struct layo
     r = repo_open(ag->a.repo, REPO_OPEN_EXISTING, &repo, e);
     if (r < 0)
         return r;
-    r = cli_load_backup(repo, &t->sts, t->backup_id, &b, e);
+    /* t->source: the StatefulSet whose backup this is (restore --to: not t->sts) */
+    r = cli_load_backup(repo, &t->source, t->backup_id, &b, e);
     if (r == -ENOENT)
         return err_set(e, r, "backup '%s' of %s/%s does not exist or is incomplete", t->backup_id,
-                       t->sts.ns, t->sts.name);
+                       t->source.ns, t->source.name);
     if (r < 0)
         return r;
     for (size_t i = 0; i < b.n_volumes && !bv; i++)
@@ -455,7 +456,8 @@ static int do_restore(struct agent *ag, const struct vtask *t, const struct layo
             bv = &b.volumes[i];
     if (!bv) {
         r = err_set(e, -ENOENT, "backup '%s' of %s/%s holds no volume '%s' of ordinal %d",
-                    t->backup_id, t->sts.ns, t->sts.name, t->template_name, (int)t->ordinal);
+                    t->backup_id, t->source.ns, t->source.name, t->template_name,
+                    (int)t->ordinal);
         goto out;
     }
     r = cli_load_volume(repo, &b, bv, &m, e);

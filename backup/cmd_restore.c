@@ -53,6 +53,8 @@ struct restore_args {
     const char *node_name;       /* this node, as 'backup --node-name' records it */
     uint64_t task_timeout, unclaimed_warning; /* cluster mode, seconds */
     const char *place_lost_on;                /* cluster mode */
+    const char *to;                           /* cluster mode: --to NS/NAME */
+    bool create;                              /* cluster mode */
     bool json, dry_run, accept_lost;
 };
 
@@ -779,6 +781,17 @@ int cmd_restore(int argc, char **argv)
          "Cluster mode: re-create a missing claim whose volume's node no longer exists (a lost "
          "node) on NODE, a node that runs an agent, and restore it there.",
          NULL, 0, 0, NULL, NULL, false},
+        {"create", OPT_FLAG, &a.create, NULL,
+         "Cluster mode: when the StatefulSet does not exist (a new cluster), re-create it and "
+         "its Service (spec.serviceName) from the copies the backup holds (backups by 'run'), "
+         "with 0 replicas; restore every volume; then scale it to the stored replica count.",
+         NULL, 0, 0, NULL, NULL, false},
+        {"to", OPT_STRING, &a.to, "NS/NAME",
+         "Cluster mode: restore into this StatefulSet instead (e.g. a staging copy of "
+         "production): when missing it is created from the backup's copy under this name and "
+         "namespace (claims <template>-<NAME>-<ordinal>), with 0 replicas, restored, then "
+         "scaled to the stored count. The backup's own StatefulSet is not touched.",
+         NULL, 0, 0, NULL, NULL, false},
     };
     const struct opt_cmd cmd = {
         .name = "restore",
@@ -786,7 +799,7 @@ int cmd_restore(int argc, char **argv)
                  "[--backup ID|latest] "
                  "[--ordinals 0,2] [--order ordinal|reverse] [--dry-run] "
                  "[--accept-lost-attributes] [--task-timeout SECONDS] "
-                 "[--place-lost-on NODE] [--json]",
+                 "[--place-lost-on NODE] [--create] [--to NS/NAME] [--json]",
         .summary =
             "Restores the StatefulSet's volumes on this node from a backup. Stop the pods first\n"
             "(scale the StatefulSet to 0). Before touching any volume it checks the backup is\n"
@@ -839,8 +852,16 @@ int cmd_restore(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
+    if ((a.create || a.to || a.place_lost_on) && !a.kubeconfig &&
+        (a.root || !getenv("KUBERNETES_SERVICE_HOST"))) {
+        cli_error("restore", "--%s is for cluster mode: give --kubeconfig FILE (or run in a "
+                  "pod without --root)",
+                  a.create ? "create" : a.to ? "to" : "place-lost-on");
+        return CLI_EXIT_USAGE;
+    }
     if (a.kubeconfig || (!a.root && getenv("KUBERNETES_SERVICE_HOST"))) {
         struct restore_cluster_args ca;
+        struct sts_ref to;
 
         if (a.dry_run) {
             cli_error("restore",
@@ -858,10 +879,16 @@ int cmd_restore(int argc, char **argv)
             .task_timeout = a.task_timeout,
             .unclaimed_s = a.unclaimed_warning,
             .place_lost_on = a.place_lost_on,
+            .create = a.create,
             .accept_lost_attributes = a.accept_lost,
             .json = a.json,
         };
 
+        if (a.to) {
+            if (cli_parse_sts("restore", a.to, &to) < 0)
+                return CLI_EXIT_USAGE;
+            ca.to = &to;
+        }
         r = restore_cluster(&ca, &sts, &e);
     } else {
         if (!a.root)

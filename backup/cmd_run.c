@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "cluster.h"
 #include "cluster_objects.h"
+#include "cluster_store.h"
 #include "cmds.h"
 #include "id.h"
 #include "json.h"
@@ -349,7 +350,10 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     b.n_ordinals = n_ords;
     b.volumes = vols;
     b.n_volumes = run->n;
-    r = volop_commit_backup(repo, &b, id, started, t0, e);
+    /* The StatefulSet and its Service, for restore --create/--to (cluster_store.h). */
+    r = cluster_store_objects(run->client, repo, &run->sts, id, &b, e);
+    if (r >= 0)
+        r = volop_commit_backup(repo, &b, id, started, t0, e);
     if (r < 0)
         goto fail;
     run->committed = true;

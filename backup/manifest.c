@@ -182,6 +182,22 @@ int backup_manifest_format(const struct backup_manifest *m, char **ret)
         !add_num(o, "seconds", m->seconds) || !add_str(o, "tool_version", m->tool_version) ||
         !add_str(o, "status", m->status))
         return -ENOMEM;
+    if (m->n_objects > 0) {
+        cJSON *objs = cJSON_AddArrayToObject(o, "objects");
+
+        if (!objs)
+            return -ENOMEM;
+        for (size_t i = 0; i < m->n_objects && i < BACKUP_OBJECTS_MAX; i++) {
+            cJSON *c = cJSON_CreateObject();
+            if (!c)
+                return -ENOMEM;
+            cJSON_AddItemToArray(objs, c);
+            if (!add_str(c, "kind", m->objects[i].kind) ||
+                !add_str(c, "object", m->objects[i].object) ||
+                !add_str(c, "sha256", m->objects[i].sha256))
+                return -ENOMEM;
+        }
+    }
     return print(o, ret);
 }
 
@@ -658,6 +674,33 @@ static int backup_parse(struct pctx *c, const cJSON *o, struct backup_manifest *
         return r;
     if (!streq(m->status, "complete"))
         return bad(c, "status", "must be \"complete\"");
+
+    /* Optional: the Kubernetes objects stored with a cluster backup. Names are re-checked
+     * (a plain file name of the backup, one per kind) rather than trusted. */
+    arr = item(o, "objects");
+    if (arr) {
+        if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) > BACKUP_OBJECTS_MAX)
+            return bad(c, "objects", "must be an array of at most 4 objects");
+        cJSON_ArrayForEach(it, arr)
+        {
+            struct backup_object *bo = &m->objects[m->n_objects];
+
+            if (!cJSON_IsObject(it))
+                return bad(c, "objects", "must hold objects");
+            if ((r = get_str(c, it, "kind", bo->kind, sizeof(bo->kind), true)) < 0 ||
+                (r = get_str(c, it, "object", bo->object, sizeof(bo->object), true)) < 0 ||
+                (r = get_str(c, it, "sha256", bo->sha256, sizeof(bo->sha256), true)) < 0)
+                return r;
+            if (!(streq(bo->kind, "StatefulSet") && streq(bo->object, "statefulset.json")) &&
+                !(streq(bo->kind, "Service") && streq(bo->object, "service.json")))
+                return bad(c, "objects",
+                           "must name statefulset.json (StatefulSet) or service.json (Service)");
+            for (size_t i = 0; i < m->n_objects; i++)
+                if (streq(m->objects[i].kind, bo->kind))
+                    return bad(c, "objects", "lists a kind twice");
+            m->n_objects++;
+        }
+    }
     return 0;
 }
 

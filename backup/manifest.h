@@ -70,6 +70,19 @@ struct backup_volume {
     double started_at, finished_at, seconds;
 };
 
+/*
+ * A Kubernetes object stored beside the volumes (cluster backups by the coordinator, `run`):
+ * the StatefulSet and its headless Service as the API returned them, cleaned of status and
+ * server fields (cluster_store.h), so that `restore --create` can re-create them. object is a
+ * plain name relative to the backup ("statefulset.json", "service.json").
+ */
+#define BACKUP_OBJECTS_MAX 4
+struct backup_object {
+    char kind[32]; /* "StatefulSet" | "Service" */
+    char object[64];
+    char sha256[ENGINE_SHA256_HEX];
+};
+
 struct backup_manifest {
     char id[ID_MAX];
     char time[32]; /* RFC 3339, the instant the ID names */
@@ -84,6 +97,10 @@ struct backup_manifest {
     double started_at, finished_at, seconds;
     char tool_version[64];
     char status[16]; /* "complete" */
+    /* Kubernetes objects stored with the backup ("objects"; absent in one-node backups and
+     * in backups of versions before) */
+    struct backup_object objects[BACKUP_OBJECTS_MAX];
+    size_t n_objects;
 };
 
 void volume_manifest_free(struct volume_manifest *m);

@@ -36,6 +36,7 @@
 #include "cli.h"
 #include "cluster.h"
 #include "cluster_objects.h"
+#include "cluster_store.h"
 #include "id.h"
 #include "json.h"
 #include "lock.h"
@@ -510,8 +511,103 @@ static void stopped(struct rc *rc, const struct cobj_sts *st, const char *id, in
     post_event(rc, st, "RestoreFailed", err_msg(e));
 }
 
-int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *sts, ord_err *e)
+/*
+ * The StatefulSet rc->sts is missing and --create or --to was given: re-creates it, and its
+ * Service when that is missing too, from the copies stored with backup b, with 0 replicas, after
+ * recording the stored replica count (so that a run killed right after the create resumes
+ * with the right count). The copy keeps its spec, labels and annotations; its name and
+ * namespace are rc->sts's, and owner references are dropped (their owners' uids are another
+ * incarnation's, and the garbage collector would delete the copy). Returns 0 with *ret_obj
+ * (the created StatefulSet) and *ret_replicas, or a negative errno with e; before the record
+ * is written nothing was changed.
+ */
+static int create_from_backup(struct rc *rc, struct repo *repo, const struct backup_manifest *b,
+                              cJSON **ret_obj, int32_t *ret_replicas, ord_err *e)
 {
+    _cleanup_(cJSON_Deletep) cJSON *so = NULL, *created = NULL;
+    const struct sts_ref *sts = rc->sts;
+    char svc_name[NAMES_SUBDOMAIN_MAX + 1] = "";
+    cJSON *meta, *spec;
+    int64_t replicas = 1; /* the API's default */
+    const char *s;
+    int r;
+
+    r = cluster_store_load(repo, b, "StatefulSet", &so, e);
+    if (r == -ENOENT)
+        return err_set(e, r,
+                       "StatefulSet %s/%s does not exist and backup %s holds no copy of it (a "
+                       "one-node backup, or one made before backups stored it); create the "
+                       "StatefulSet yourself with replicas: 0 (with its replicas, pods would "
+                       "start on empty volumes), then run the restore again",
+                       sts->ns, sts->name, b->id);
+    if (r < 0)
+        return r;
+    if (json_path(so, "spec.replicas") &&
+        json_get_int64(so, "spec.replicas", 0, INT32_MAX, &replicas) < 0)
+        return err_set(e, -EBADMSG,
+                       "the StatefulSet stored with backup %s has no valid "
+                       "spec.replicas",
+                       b->id);
+    s = json_string(so, "spec.serviceName");
+    if (s && names_dns_label(s))
+        snprintf(svc_name, sizeof(svc_name), "%s", s);
+    if (!(meta = json_ensure_object(so, "metadata")) || !(spec = json_ensure_object(so, "spec")) ||
+        json_set_string(meta, "name", sts->name) < 0 ||
+        json_set_string(meta, "namespace", sts->ns) < 0 || json_set_int64(spec, "replicas", 0) < 0)
+        return err_set(e, -ENOMEM, "out of memory");
+    cJSON_DeleteItemFromObjectCaseSensitive(meta, "ownerReferences");
+    r = record_write(rc, (int32_t)replicas, e);
+    if (r < 0)
+        return err_wrap(e, r, "restore of %s/%s not started (nothing was changed)", sts->ns,
+                        sts->name);
+    if (svc_name[0]) {
+        _cleanup_(cJSON_Deletep) cJSON *svc = NULL;
+
+        r = kube_get(rc->c, &CLUSTER_RES_SERVICES, sts->ns, svc_name, NULL, e);
+        if (r == KUBE_E_NOT_FOUND) {
+            err_clear(e);
+            r = cluster_store_load(repo, b, "Service", &svc, e);
+            if (r == -ENOENT) {
+                cli_warn("restore",
+                         "backup %s holds no Service '%s' (spec.serviceName of the "
+                         "StatefulSet); create it yourself: the pods' DNS names need it",
+                         b->id, svc_name);
+            } else if (r < 0) {
+                return r;
+            } else {
+                if (!(meta = json_ensure_object(svc, "metadata")) ||
+                    json_set_string(meta, "namespace", sts->ns) < 0)
+                    return err_set(e, -ENOMEM, "out of memory");
+                cJSON_DeleteItemFromObjectCaseSensitive(meta, "ownerReferences");
+                r = kube_create(rc->c, &CLUSTER_RES_SERVICES, sts->ns, svc, NULL, e);
+                if (r < 0 && r != KUBE_E_ALREADY_EXISTS)
+                    return err_wrap(e, r, "cannot create Service %s/%s from backup %s", sts->ns,
+                                    svc_name, b->id);
+                cluster_progress("restore", "Service %s/%s created from backup %s", sts->ns,
+                                 svc_name, b->id);
+            }
+        } else if (r < 0) {
+            return err_wrap(e, r, "cannot read Service %s/%s", sts->ns, svc_name);
+        }
+    }
+    r = kube_create(rc->c, &KUBE_RES_STATEFULSETS, sts->ns, so, &created, e);
+    if (r < 0)
+        return err_wrap(e, r, "cannot create StatefulSet %s/%s from backup %s", sts->ns, sts->name,
+                        b->id);
+    cluster_progress("restore",
+                     "StatefulSet %s/%s created from backup %s with 0 replicas; it scales to %d "
+                     "once its volumes are restored",
+                     sts->ns, sts->name, b->id, (int)replicas);
+    *ret_obj = TAKE_PTR(created);
+    *ret_replicas = (int32_t)replicas;
+    return 0;
+}
+
+int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *src, ord_err *e)
+{
+    /* sts: where the volumes go (--to, else the backup's own StatefulSet); src: whose
+     * backup is read (the repository's lock and keys) */
+    const struct sts_ref *sts = a->to ? a->to : src;
     _cleanup_(repo_closep) struct repo *repo = NULL;
     _cleanup_(lock_releasep) struct repo_lock *lock = NULL;
     _cleanup_(cJSON_Deletep) cJSON *sts_obj = NULL;
@@ -527,7 +623,7 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
     const struct backup_volume *failed = NULL;
     int32_t replicas = 0;
     size_t n = 0, n_mans = 0, n_done = 0;
-    bool scaled = false;
+    bool scaled = false, missing = false;
     int r;
 
     if (!st)
@@ -539,22 +635,30 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
 
     /* 1. Checks that change nothing. */
     r = kube_get(rc.c, &KUBE_RES_STATEFULSETS, sts->ns, sts->name, &sts_obj, e);
-    if (r == KUBE_E_NOT_FOUND) {
-        r = err_set(e, r, "StatefulSet %s/%s does not exist; create it (with its replicas) first",
+    if (r == KUBE_E_NOT_FOUND && !a->create && !a->to) {
+        r = err_set(e, r,
+                    "StatefulSet %s/%s does not exist; run the restore again with --create: it "
+                    "re-creates the StatefulSet and its Service from the backup with 0 replicas, "
+                    "restores the volumes, then scales it to its count (created by hand with its "
+                    "replicas, its pods would start on empty volumes)",
                     sts->ns, sts->name);
         goto out;
     }
-    if (r < 0 || (r = cobj_sts_from_json(sts_obj, st, e)) < 0)
+    if (r == KUBE_E_NOT_FOUND) {
+        err_clear(e);
+        missing = true;
+    } else if (r < 0 || (r = cobj_sts_from_json(sts_obj, st, e)) < 0) {
         goto out;
+    }
     r = repo_open(a->repo, REPO_OPEN_EXISTING, &repo, e);
     if (r < 0)
         goto out;
     lc = (struct cluster_lock_ctx){.client = rc.c, .ns = rc.ns};
     cluster_lock_operation(rc.c, rc.ns, "restore", op, sizeof(op));
-    r = lock_acquire_ex(repo, sts, op, cluster_lock_holder_gone, &lc, &lock, e);
+    r = lock_acquire_ex(repo, src, op, cluster_lock_holder_gone, &lc, &lock, e);
     if (r < 0)
         goto out;
-    r = pick_backup(repo, a, sts, &b, e);
+    r = pick_backup(repo, a, src, &b, e);
     if (r < 0)
         goto out;
     r = select_volumes(a, &b, &sel, &n, e);
@@ -576,10 +680,21 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
     /* 2. Record, scale to 0, wait. A record (or, from an older version, the annotation)
      * counts only while the StatefulSet is at 0: once someone scaled it back by hand, the
      * record of the restore they gave up is stale and the current count is the one to keep. */
-    r = record_read(&rc, &replicas, e);
+    if (missing) {
+        r = create_from_backup(&rc, repo, &b, &sts_obj, &replicas, e);
+        if (r >= 0)
+            r = cobj_sts_from_json(sts_obj, st, e);
+        if (r < 0)
+            goto out;
+        r = 0; /* recorded by create_from_backup */
+    } else {
+        r = record_read(&rc, &replicas, e);
+    }
     if (r < 0 && r != -ENOENT)
         goto out;
-    if (r == -ENOENT || st->replicas > 0) {
+    if (missing) {
+        /* created at 0 a moment ago, its count recorded */
+    } else if (r == -ENOENT || st->replicas > 0) {
         if (st->replicas == 0 && st->restore_replicas >= 0) {
             replicas = st->restore_replicas;
             cluster_progress("restore",
@@ -638,8 +753,8 @@ int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *
         failed = bv;
         r = claim_volume(&rc, sts_obj, bv->ordinal, bv->template_name, mans[i].node, pv, node, e);
         if (r >= 0)
-            r = cluster_task_run_ex(rc.c, rc.ns, true, a->accept_lost_attributes, tag, b.id, sts,
-                                    bv->ordinal, bv->template_name, pv, node, a->task_timeout,
+            r = cluster_task_run_ex(rc.c, rc.ns, true, a->accept_lost_attributes, src, tag, b.id,
+                                    sts, bv->ordinal, bv->template_name, pv, node, a->task_timeout,
                                     a->unclaimed_s, task, sizeof(task), &t, e);
         if (r >= 0 && t.phase == VTASK_FAILED)
             r = err_set(e, -EIO, "task '%s' failed: %s", task, t.message);

@@ -20,13 +20,20 @@ struct restore_cluster_args {
     /* --place-lost-on: a missing claim whose volume's node is gone is re-created on this node
      * (NULL: such a claim stops the restore) */
     const char *place_lost_on;
+    /* --create: a missing StatefulSet (and its Service) is re-created from the backup with 0
+     * replicas and scaled to its stored count after the restore */
+    bool create;
+    /* --to: restore into this StatefulSet (created from the backup's copy when missing)
+     * instead of the backup's own; NULL: the backup's */
+    const struct sts_ref *to;
     /* --accept-lost-attributes: each restore task carries spec.acceptLostAttributes */
     bool accept_lost_attributes;
     bool json;
 };
 
-/* Returns 0 when every selected volume was restored and the StatefulSet scaled back, or a
- * negative errno with e saying what happened and what to do next. */
-int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *sts, ord_err *e);
+/* Restores the backup of StatefulSet src (into a->to when given). Returns 0 when every
+ * selected volume was restored and the StatefulSet scaled back, or a negative errno with e
+ * saying what happened and what to do next. */
+int restore_cluster(const struct restore_cluster_args *a, const struct sts_ref *src, ord_err *e);
 
 #endif

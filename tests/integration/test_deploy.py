@@ -413,8 +413,11 @@ class Installed(unittest.TestCase):
         self.check_table("ordinal-agent", allowed, denied)
 
     def test_coordinator_rbac(self):
-        # StatefulSets: read, and scale through the scale subresource; nothing else (issue 12).
-        allowed = [("get", "statefulsets.apps", "default", None)]
+        # StatefulSets: read, and scale through the scale subresource; nothing else (issue 12)
+        # but create: restore --create/--to make a missing one from the backup's copy, with its
+        # Service (issue 17), which a backup reads.
+        allowed = [(v, "statefulsets.apps", "default", None) for v in ("get", "create")]
+        allowed += [(v, "services", "default", None) for v in ("get", "create")]
         allowed += [(v, "statefulsets.apps", "default", "scale") for v in ("get", "update", "patch")]
         allowed += [("create", "events", "default", None)]
         allowed += [(v, "configmaps/ordinal-restores", NS, None) for v in ("get", "patch")]
@@ -424,8 +427,11 @@ class Installed(unittest.TestCase):
         allowed += [(v, "volumetasks.ordinal.dev", NS, None)
                     for v in ("create", "get", "list", "watch", "delete")]
         denied = [("delete", "statefulsets.apps", "default", None),
-                  ("create", "statefulsets.apps", "default", None),
                   ("patch", "statefulsets.apps", "default", None),
+                  ("delete", "services", "default", None),
+                  ("update", "services", "default", None),
+                  ("patch", "services", "default", None),
+                  ("list", "services", "default", None),
                   ("update", "statefulsets.apps", "default", None),
                   ("list", "statefulsets.apps", "default", None),
                   ("watch", "statefulsets.apps", "default", None),

@@ -26,8 +26,34 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from backup_util import tree_hash, write_volume  # noqa: E402
-from harness import Proc, wait_for  # noqa: E402
+from harness import Proc, source_dir, wait_for  # noqa: E402
 from test_cluster import BACKUP, NS, TASKS, ClusterMode  # noqa: E402
+
+
+OPERATIONS = os.path.join(source_dir(), "docs", "operations.md")
+
+
+def runbook(title):
+    """The text of the section '### <title>' of docs/operations.md."""
+    with open(OPERATIONS) as f:
+        text = f.read()
+    start = text.index(f"### {title}")
+    end = text.find("\n### ", start + 1)
+    return text[start:end if end >= 0 else None]
+
+
+def as_documented(case, title, cm, args, subst=None, extra=0):
+    """Checks that the command the test runs is the one the runbook `title` shows, on a line
+    of its own: ordinal-backup with args (but the last `extra` ones, test-only options such as
+    a short --unclaimed-warning), with this cluster's kubeconfig, repository and node names
+    written as the runbook writes them (subst: more replacements)."""
+    words = ["ordinal-backup", *args[:len(args) - extra]] if args[0] != "kubectl" else args
+    line = " ".join(words)
+    for old, new in [(cm.coord_kubeconfig, "~/.kube/config"), (cm.repo, "/srv/backups"),
+                     *(subst or {}).items()]:
+        line = line.replace(old, new)
+    case.assertIn(line, [text.strip() for text in runbook(title).splitlines()],
+                  f"runbook '{title}' does not show: {line}")
 
 
 def sh(cm, command):
@@ -81,13 +107,18 @@ class TestNodeLost(unittest.TestCase):
         self.assertEqual(len(left), 1, cm.tasks())
 
         # 2. The node is lost: provisioner and agent gone, its Node object deleted, its disk gone.
+        names = {lost: "node-a", keep: "node-b"}  # as the runbook names them
         self.assertEqual(cm.c.procs[lost].terminate(), 0)
+        as_documented(self, "Node lost (runbook)", cm, ["kubectl", "delete", "node", lost],
+                      names)
         cm.c.kubectl("delete", "node", lost)
         shutil.rmtree(cm.c.roots[lost])
 
         # The next restore deletes the gone node's task and lists what the lost node holds,
         # with the command that frees it, before it restores anything.
-        cp = cm.backup(*cm.restore_args("--backup", bid), check=False)
+        args = cm.restore_args()
+        as_documented(self, "Node lost (runbook)", cm, args, names)
+        cp = cm.backup(*args, check=False)
         self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
         self.assertIn(f"deleted task '{left[0]}' (restore of default/web ordinal 0 volume "
                       f"'data', phase Pending): its node '{lost}' no longer exists (no Node "
@@ -111,8 +142,9 @@ class TestNodeLost(unittest.TestCase):
         # 3. A person deletes the claims but forgets the PVs: the re-created claim cannot bind
         # on the node that is left, and its provisioner says why on the claim, with the command.
         sh(cm, m.group(1))
-        restore = Proc([BACKUP, *cm.restore_args("--backup", bid, "--place-lost-on", keep,
-                                                 "--unclaimed-warning", "2")],
+        args = cm.restore_args("--place-lost-on", keep, "--unclaimed-warning", "2")
+        as_documented(self, "Node lost (runbook)", cm, args, names, extra=2)
+        restore = Proc([BACKUP, *args],
                        env=cm.c.emu.env, name="restore-node-lost", log_dir=cm.c.base)
         freed = set()
         while restore.running() or len(freed) < len(on_lost):
@@ -157,6 +189,188 @@ class TestNodeLost(unittest.TestCase):
             self.assertEqual(pv["metadata"]["annotations"]["ordinal.dev/node"], keep)
             self.assertEqual(tree_hash(pv["spec"]["hostPath"]["path"]), before[k], k)
         self.assertIsNone((cm.record() or {}).get("default.web"))
+        self.assertEqual(cm.refused(), {})
+
+
+SERVICE = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "web", "labels": {"app": "web"}},
+           "spec": {"clusterIP": "None", "selector": {"app": "web"},
+                    "ports": [{"name": "http", "port": 80}]}}
+SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
+                 "selfLink")
+
+
+class FreshCluster(ClusterMode):
+    """A new cluster (a fresh emulator, empty node disks) with ordinal installed - the CRD,
+    deploy/'s RBAC and restore record, a provisioner and an agent per node, the StorageClass -
+    and the agents on the repository `repo` of the cluster that was lost; no StatefulSet. The
+    set-up of ClusterMode.__init__ up to the StatefulSet, which this cluster must not have."""
+
+    def __init__(self, repo):  # pylint: disable=super-init-not-called
+        from prov_cluster import Cluster, storage_class
+        from test_cluster import CRD, DEPLOY
+        self.c = Cluster()
+        self.repo = repo
+        self.c.kubectl("apply", "-f", CRD)
+        self.c.kubectl("create", "namespace", NS)
+        wait_for(lambda: self.c.emu.api("GET", TASKS)[0] == 200, 20, "the VolumeTask resource")
+        self.c.kubectl("apply", "-f", os.path.join(DEPLOY, "rbac-coordinator.yaml"),
+                       "-f", os.path.join(DEPLOY, "restore-record.yaml"))
+        self.coord_kubeconfig = self.account_kubeconfig("ordinal-coordinator")
+        self.agent_args = []
+        self.agents = {}
+        self.agent_logs = {n: [] for n in self.c.nodes}
+        for n in self.c.nodes:
+            self.start_agent(n)
+        self.c.apply(storage_class("ordinal"))
+        self.vols = {}
+
+
+def volumes(cm, sts="web", ns="default"):
+    """{ordinal: (node, path)} of the StatefulSet's claims, from the API."""
+    claims, pvs = cm.c.claims(ns), cm.c.pvs()
+    out = {}
+    for name, c in claims.items():
+        m = re.fullmatch(rf"data-{sts}-(\d+)", name)
+        if m and c.get("status", {}).get("phase") == "Bound":
+            pv = pvs[c["spec"]["volumeName"]]
+            out[int(m.group(1))] = (pv["metadata"]["annotations"]["ordinal.dev/node"],
+                                    pv["spec"]["hostPath"]["path"])
+    return out
+
+
+def backed_up(cm, seed):
+    """Writes data into every volume of default/web, backs it up with `run`; returns the
+    backup ID and {ordinal: (node, tree hash)}."""
+    for k, v in cm.vols.items():
+        write_volume(v["path"], seed=seed + k)
+    before = {k: (v["node"], tree_hash(v["path"])) for k, v in cm.vols.items()}
+    cp = cm.backup(*cm.run_args("--json"))
+    return json.loads(cp.stdout)["id"], before
+
+
+class TestClusterLost(unittest.TestCase):
+    """Runbook "Cluster lost" of docs/operations.md: backups store the StatefulSet and its
+    Service; on a new cluster with the same repository, `restore --create` brings back the
+    StatefulSet, its Service and the data in one command."""
+
+    def test_cluster_lost(self):
+        old = ClusterMode()
+        try:
+            status, out = old.c.emu.api("POST", "/api/v1/namespaces/default/services", SERVICE)
+            self.assertEqual(status, 201, out)
+            bid, before = backed_up(old, 500)
+            self.assertEqual(len({n for n, _ in before.values()}), 2)
+            repo = old.repo
+            # The objects, as the API returned them, cleaned; listed in backup.json.
+            bdir = os.path.join(repo, "backups", "default", "web", bid)
+            with open(os.path.join(bdir, "backup.json")) as f:
+                doc = json.load(f)
+            self.assertEqual([(o["kind"], o["object"]) for o in doc["objects"]],
+                             [("StatefulSet", "statefulset.json"), ("Service", "service.json")])
+            live = old.c.get("statefulset", "web")
+            for name, kind in (("statefulset.json", "StatefulSet"), ("service.json", "Service")):
+                with open(os.path.join(bdir, name)) as f:
+                    obj = json.load(f)
+                self.assertEqual(obj["kind"], kind)
+                self.assertEqual(obj["metadata"]["name"], "web")
+                self.assertNotIn("status", obj)
+                for field in SERVER_FIELDS:
+                    self.assertNotIn(field, obj["metadata"], name)
+            self.assertEqual(obj["spec"]["clusterIP"], "None")
+            with open(os.path.join(bdir, "statefulset.json")) as f:
+                self.assertEqual(json.load(f)["spec"], live["spec"])
+            old.backup("verify", "--repo", repo, "--backup", bid)
+        finally:
+            old.close()
+
+        # The whole cluster is lost: a new one, ordinal installed, the same repository.
+        cm = FreshCluster(repo)
+        try:
+            self.assertEqual(cm.c.get("statefulsets"), [])
+            cp = cm.backup(*cm.restore_args(), check=False)
+            self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+            self.assertIn("StatefulSet default/web does not exist; run the restore again with "
+                          "--create: it re-creates the StatefulSet and its Service from the "
+                          "backup with 0 replicas, restores the volumes, then scales it to its "
+                          "count", cp.stderr)
+            self.assertEqual(cm.c.get("statefulsets"), [])
+
+            as_documented(self, "Cluster lost (runbook)", cm, cm.restore_args("--create"))
+            cp = cm.backup(*cm.restore_args("--create"), timeout=300)
+            self.assertIn(f"Service default/web created from backup {bid}", cp.stderr)
+            self.assertIn(f"StatefulSet default/web created from backup {bid} with 0 replicas; "
+                          "it scales to 3 once its volumes are restored", cp.stderr)
+            self.assertIn("restored; scaled back to 3", cp.stderr)
+            svc = cm.c.get("service", "web")
+            self.assertEqual(svc["spec"]["clusterIP"], "None")
+            self.assertEqual(svc["spec"]["selector"], {"app": "web"})
+            self.assertEqual(cm.c.get("statefulset", "web")["spec"]["replicas"], 3)
+            cm.c.wait_pods_ready("web", 3)
+            now = volumes(cm)
+            self.assertEqual(sorted(now), [0, 1, 2])
+            for k, (node, h) in before.items():
+                self.assertEqual(now[k][0], node, k)  # on the node it was backed up from
+                self.assertEqual(tree_hash(now[k][1]), h, k)
+            self.assertIsNone((cm.record() or {}).get("default.web"))
+            self.assertEqual(cm.refused(), {})
+        finally:
+            cm.close()
+
+
+class TestRestoreTo(unittest.TestCase):
+    """Runbook "A staging copy" of docs/operations.md: `restore --to NS/NAME` makes a copy of
+    a StatefulSet from its backup, under another name and namespace, and leaves the original
+    alone."""
+
+    def setUp(self):
+        self.cm = ClusterMode()
+
+    def tearDown(self):
+        self.cm.close()
+
+    def test_restore_to_another_name(self):
+        cm = self.cm
+        status, out = cm.c.emu.api("POST", "/api/v1/namespaces/default/services", SERVICE)
+        self.assertEqual(status, 201, out)
+        bid, before = backed_up(cm, 700)
+        # production moves on after the backup: the copy must have the backup, the original
+        # keeps its own data
+        for k, v in cm.vols.items():
+            write_volume(v["path"], seed=900 + k)
+        prod = {k: tree_hash(v["path"]) for k, v in cm.vols.items()}
+        title = "A staging copy (restore into another StatefulSet)"
+        as_documented(self, title, cm, ["kubectl", "create", "namespace", "staging"])
+        cm.c.kubectl("create", "namespace", "staging")
+
+        args = cm.restore_args("--to", "staging/web-copy", "--json")
+        as_documented(self, title, cm, args, extra=1)
+        cp = cm.backup(*args, timeout=300)
+        self.assertEqual(json.loads(cp.stdout)["statefulset"], "staging/web-copy")
+        self.assertIn(f"Service staging/web created from backup {bid}", cp.stderr)
+        self.assertIn(f"StatefulSet staging/web-copy created from backup {bid} with 0 replicas",
+                      cp.stderr)
+        copy = cm.c.get("statefulset", "web-copy", ns="staging")
+        self.assertEqual(copy["spec"]["replicas"], 3)
+        self.assertEqual(copy["spec"]["serviceName"], "web")
+        cm.c.wait_pods_ready("web-copy", 3, ns="staging")
+        now = volumes(cm, sts="web-copy", ns="staging")
+        self.assertEqual(sorted(now), [0, 1, 2])
+        for k, (node, h) in before.items():
+            self.assertEqual(now[k][0], node, k)
+            self.assertEqual(tree_hash(now[k][1]), h, k)
+            self.assertTrue(now[k][1].endswith(f"/staging/web-copy/{k}/data"), now[k][1])
+        # The original was not touched: still 3 replicas, its own (newer) data.
+        self.assertEqual(cm.c.get("statefulset", "web")["spec"]["replicas"], 3)
+        for k, v in cm.vols.items():
+            self.assertEqual(tree_hash(v["path"]), prod[k], k)
+        self.assertEqual(cm.record() or {}, {})
+
+        # Run again into the copy that now exists: it restores into it (no create).
+        cp = cm.backup(*cm.restore_args("--to", "staging/web-copy"), timeout=300)
+        self.assertNotIn("created from backup", cp.stderr)
+        self.assertIn("backup %s of staging/web-copy restored; scaled back to 3" % bid,
+                      cp.stderr)
         self.assertEqual(cm.refused(), {})
 
 
