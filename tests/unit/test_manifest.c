@@ -290,6 +290,48 @@ static void test_backup_rejects(void **state)
     free(text);
 }
 
+/* The Kubernetes objects of a cluster backup: kept through a round trip; a name other than
+ * the kind's own, a kind twice, or a missing field is refused (issue 17). */
+static void test_backup_objects(void **state)
+{
+    struct backup_manifest b, back;
+    struct backup_volume v[3];
+    int32_t ords[2];
+    char *text = NULL;
+    ord_err e = {0};
+
+    (void)state;
+    fill_backup(&b, v, ords);
+    b.n_objects = 2;
+    snprintf(b.objects[0].kind, sizeof(b.objects[0].kind), "StatefulSet");
+    snprintf(b.objects[0].object, sizeof(b.objects[0].object), "statefulset.json");
+    snprintf(b.objects[1].kind, sizeof(b.objects[1].kind), "Service");
+    snprintf(b.objects[1].object, sizeof(b.objects[1].object), "service.json");
+    for (int i = 0; i < 2; i++)
+        memset(b.objects[i].sha256, 'a', 64);
+    assert_int_equal(backup_manifest_format(&b, &text), 0);
+    assert_int_equal(backup_manifest_parse(text, strlen(text), &back, &e), 0);
+    assert_int_equal(back.n_objects, 2);
+    assert_string_equal(back.objects[1].kind, "Service");
+    assert_string_equal(back.objects[1].object, "service.json");
+    assert_string_equal(back.objects[0].sha256, b.objects[0].sha256);
+    backup_manifest_free(&back);
+    expect_backup_bad(text, "\"statefulset.json\"", "\"../statefulset.json\"", -EBADMSG,
+                      "objects");
+    expect_backup_bad(text, "\"Service\"", "\"StatefulSet\"", -EBADMSG, "objects");
+    expect_backup_bad(text, "\"service.json\"", "\"statefulset.json\"", -EBADMSG, "objects");
+    expect_backup_bad(text, "\"objects\":\t[", "\"objects\":\t[1, ", -EBADMSG, "objects");
+    free(text);
+    /* a backup without objects (one-node, older versions) parses as before */
+    fill_backup(&b, v, ords);
+    assert_int_equal(backup_manifest_format(&b, &text), 0);
+    assert_null(strstr(text, "objects"));
+    assert_int_equal(backup_manifest_parse(text, strlen(text), &back, &e), 0);
+    assert_int_equal(back.n_objects, 0);
+    backup_manifest_free(&back);
+    free(text);
+}
+
 static void test_too_many_volumes(void **state)
 {
     /* 5000 volumes: beyond MANIFEST_VOLUMES_MAX, refused before any work per volume. */
@@ -318,7 +360,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_volume_round_trip), cmocka_unit_test(test_backup_round_trip),
         cmocka_unit_test(test_volume_rejects),    cmocka_unit_test(test_backup_rejects),
-        cmocka_unit_test(test_too_many_volumes),
+        cmocka_unit_test(test_too_many_volumes),  cmocka_unit_test(test_backup_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
