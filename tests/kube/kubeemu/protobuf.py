@@ -1,7 +1,7 @@
 """Just enough Kubernetes protobuf decoding for kubectl's typed `create` generators.
 
-`kubectl create namespace|configmap|secret|serviceaccount|service|token ...` and
-`kubectl auth can-i` send
+`kubectl create namespace|configmap|secret|serviceaccount|service|token ...`,
+`kubectl create job NAME --from=cronjob/CRONJOB` and `kubectl auth can-i` send
 application/vnd.kubernetes.protobuf bodies (the "k8s\\0" envelope around a runtime.Unknown).
 The emulator answers in JSON (kubectl accepts it) and decodes request bodies of these kinds
 with the field numbers of k8s.io/api's generated.proto. Other kinds get 415 with a hint.
@@ -122,6 +122,102 @@ def _service_spec(buf):
     return spec
 
 
+# Jobs (`kubectl create job NAME --from=cronjob/CRONJOB`): decoded by a table of the
+# k8s.io/api generated.proto field numbers of what a Job built from a CronJob's template holds.
+# type: "str", "int" (also int64, two's complement), "bool", "qty" (resource.Quantity), a
+# message name of _TYPES, "skip" (server-set), or [type] for repeated and {type} for a map of
+# string to type. Strings are omitted when empty (omitempty); ints and bools only travel when
+# set (pointers) or are left out of the table (non-pointer fields, zero unless set). A field
+# not in the table that carries a value is refused (415): never dropped silently.
+_TYPES = {
+    "Job": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec"), 3: ("status", "skip")},
+    "ObjectMeta": {1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str"),
+                   4: ("selfLink", "skip"), 5: ("uid", "skip"), 6: ("resourceVersion", "str"),
+                   7: ("generation", "skip"), 8: ("creationTimestamp", "skip"),
+                   11: ("labels", {"str"}), 12: ("annotations", {"str"}),
+                   13: ("ownerReferences", ["OwnerReference"]), 14: ("finalizers", ["str"])},
+    "OwnerReference": {1: ("kind", "str"), 3: ("name", "str"), 4: ("uid", "str"),
+                       5: ("apiVersion", "str"), 6: ("controller", "bool"),
+                       7: ("blockOwnerDeletion", "bool")},
+    "JobSpec": {1: ("parallelism", "int"), 2: ("completions", "int"),
+                3: ("activeDeadlineSeconds", "int"), 6: ("template", "PodTemplateSpec"),
+                7: ("backoffLimit", "int"), 8: ("ttlSecondsAfterFinished", "int"),
+                9: ("completionMode", "str"), 10: ("suspend", "bool")},
+    "PodTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec")},
+    "PodSpec": {2: ("containers", ["Container"]), 3: ("restartPolicy", "str"),
+                4: ("terminationGracePeriodSeconds", "int"), 6: ("dnsPolicy", "str"),
+                7: ("nodeSelector", {"str"}), 8: ("serviceAccountName", "str"),
+                9: ("serviceAccount", "str"), 10: ("nodeName", "str"),
+                14: ("securityContext", "PodSecurityContext"), 16: ("hostname", "str"),
+                17: ("subdomain", "str"), 19: ("schedulerName", "str"),
+                21: ("automountServiceAccountToken", "bool"), 24: ("priorityClassName", "str"),
+                30: ("enableServiceLinks", "bool")},
+    "Container": {1: ("name", "str"), 2: ("image", "str"), 3: ("command", ["str"]),
+                  4: ("args", ["str"]), 5: ("workingDir", "str"), 7: ("env", ["EnvVar"]),
+                  8: ("resources", "ResourceRequirements"),
+                  13: ("terminationMessagePath", "str"), 14: ("imagePullPolicy", "str"),
+                  15: ("securityContext", "SecurityContext"), 19: ("envFrom", ["EnvFromSource"]),
+                  20: ("terminationMessagePolicy", "str")},
+    "EnvVar": {1: ("name", "str"), 2: ("value", "str")},
+    "EnvFromSource": {1: ("prefix", "str"), 2: ("configMapRef", "EnvSource"),
+                      3: ("secretRef", "EnvSource")},
+    "EnvSource": {1: (None, "LocalObjectReference"), 2: ("optional", "bool")},
+    "LocalObjectReference": {1: ("name", "str")},
+    "ResourceRequirements": {1: ("limits", {"qty"}), 2: ("requests", {"qty"})},
+    "SecurityContext": {1: ("capabilities", "Capabilities"), 2: ("privileged", "bool"),
+                        4: ("runAsUser", "int"), 5: ("runAsNonRoot", "bool"),
+                        6: ("readOnlyRootFilesystem", "bool"),
+                        7: ("allowPrivilegeEscalation", "bool"), 8: ("runAsGroup", "int"),
+                        11: ("seccompProfile", "SeccompProfile")},
+    "Capabilities": {1: ("add", ["str"]), 2: ("drop", ["str"])},
+    "PodSecurityContext": {2: ("runAsUser", "int"), 3: ("runAsNonRoot", "bool"),
+                           4: ("supplementalGroups", ["int"]), 5: ("fsGroup", "int"),
+                           6: ("runAsGroup", "int"), 10: ("seccompProfile", "SeccompProfile")},
+    "SeccompProfile": {1: ("type", "str"), 2: ("localhostProfile", "str")},
+}
+
+
+def _value(kind, v, where):
+    if kind == "str":
+        return _s(v)
+    if kind == "int":
+        return v - (1 << 64) if v >= 1 << 63 else v
+    if kind == "bool":
+        return bool(v)
+    if kind == "qty":
+        return _s(dict(fields(v)).get(1, b""))
+    return _typed(v, kind, where)
+
+
+def _typed(buf, name, where=""):
+    out = {}
+    where = f"{where}.{name}" if where else name
+    for num, v in fields(buf):
+        entry = _TYPES[name].get(num)
+        if entry is None:
+            if v in (0, b""):
+                continue  # a non-pointer field at its zero value: what JSON omits
+            raise errors.UnsupportedMediaType(
+                f"the emulator cannot decode field {num} of protobuf {where}; create it from a "
+                f"manifest (kubectl create -f) instead")
+        key, kind = entry
+        if kind == "skip":
+            continue
+        if isinstance(kind, list):
+            out.setdefault(key, []).append(_value(kind[0], v, where))
+        elif isinstance(kind, set):
+            kv = dict(fields(v))
+            out.setdefault(key, {})[_s(kv.get(1, b""))] = _value(next(iter(kind)),
+                                                                kv.get(2, b""), where)
+        elif key is None:
+            out.update(_value(kind, v, where))  # an embedded struct (LocalObjectReference)
+        elif kind == "str" and not v:
+            continue
+        else:
+            out[key] = _value(kind, v, where)
+    return out
+
+
 def decode(body):
     """A JSON-style dict from a protobuf request body."""
     if not body.startswith(MAGIC):
@@ -169,6 +265,8 @@ def decode(body):
             elif num == 4:
                 spec["expirationSeconds"] = v
         obj["spec"] = spec
+    elif kind == "Job":
+        obj.update(_typed(raw, "Job"))
     elif kind in ("SelfSubjectAccessReview", "SubjectAccessReview"):
         spec = {}
         for num, v in fields(first(2) or b""):
