@@ -338,7 +338,7 @@ class TestSharedRepositoryInCluster(SharedModes, unittest.TestCase):
             for d in planted:
                 shutil.rmtree(d, ignore_errors=True)
         self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
-        m = re.search(r"ordinal-backup run: backup '(\d{8}T\d{6}Z)' of default/web is NOT "
+        m = re.search(r"ordinal-backup run: backup '(\d{8}T\d{6}Z(?:-\d+)?)' of default/web is NOT "
                       r"committed: its 3 volume\(s\) were copied, but without its commit record "
                       r"the backup does not exist \(for list, restore and verify\): ", cp.stderr)
         self.assertTrue(m, cp.stderr)
