@@ -903,7 +903,11 @@ int cmd_agent(int argc, char **argv)
     pthread_cond_init(&ag->cv, NULL);
     ag->lock_fd = -EBADF;
 
-    r = cluster_connect(ag->a.kubeconfig, ag->a.ns, &ag->client, ag->ns, sizeof(ag->ns), &e);
+    /* A repository this agent could not write is refused at start, with what to fix (repo.h,
+     * "Shared repositories"); each backup task checks its own directories again. */
+    r = repo_check_url_writable(ag->a.repo, &e);
+    if (r >= 0)
+        r = cluster_connect(ag->a.kubeconfig, ag->a.ns, &ag->client, ag->ns, sizeof(ag->ns), &e);
     if (r >= 0 && ag->a.metrics_address)
         r = start_metrics(ag, &e);
     if (r >= 0)
