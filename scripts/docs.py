@@ -104,8 +104,8 @@ def section(text, command):
     return out
 
 
-def rewrite(path, bin_dir):
-    """The file's text with every generated section rewritten."""
+def rewrite(path, bin_dir, seen):
+    """The file's text with every generated section rewritten; adds the commands to seen."""
     with open(path) as f:
         lines = f.read().split("\n")
     out, i = [], 0
@@ -123,6 +123,7 @@ def rewrite(path, bin_dir):
         if end == len(lines) or lines[end] != END:
             raise SystemExit(f"docs: {os.path.relpath(path, ROOT)}: '{lines[i - 1]}' has no "
                              f"'{END}' after it")
+        seen.add(m.group(1))
         out += [""] + section(help_text(bin_dir, m.group(1)), m.group(1)) + [""]
         i = end
     return "\n".join(out)
@@ -135,20 +136,34 @@ def main():
                     help="change nothing; exit 1 when a file differs from what would be written")
     args = ap.parse_args()
     bin_dir = os.path.abspath(args.bin_dir)
-    stale = []
+    stale, seen = [], set()
     for name in sorted(os.listdir(DOCS)):
         path = os.path.join(DOCS, name)
         if not name.endswith(".md"):
             continue
         with open(path) as f:
             old = f.read()
-        new = rewrite(path, bin_dir)
+        new = rewrite(path, bin_dir, seen)
         if new == old:
             continue
         stale.append(os.path.relpath(path, ROOT))
         if not args.check:
             with open(path, "w") as f:
                 f.write(new)
+    # Every program and every subcommand its --help lists has a section somewhere.
+    wanted = set(PROGRAMS)
+    top = help_text(bin_dir, "ordinal-backup").splitlines()
+    if "Commands:" in top:
+        for line in top[top.index("Commands:") + 1:]:
+            if not line.strip():
+                break
+            wanted.add("ordinal-backup " + line.split()[0])
+    for command in sorted(wanted - seen):
+        print(f"docs: no section for '{command} --help' in docs/: add the lines "
+              f"'<!-- options: {command} -->' and '{END}' to docs/reference.md, then run "
+              f"scripts/docs.py --bin-dir {os.path.relpath(bin_dir, ROOT)}")
+    if wanted - seen:
+        return 1
     if args.check and stale:
         rel = os.path.relpath(bin_dir, ROOT)
         for p in stale:
