@@ -200,6 +200,39 @@ class KubectlAgainstEmulator(unittest.TestCase):
         self.assertIn("configured", self.kubectl("apply", "-f", "-", input=changed).stdout)
         self.assertEqual(self.kubectl("get", "pvc", "applied", "-o", "jsonpath={.metadata.labels.app}").stdout, "web")
 
+    def test_create_job_from_cronjob(self):
+        # kubectl sends the Job as protobuf: its pod template arrives whole, with its owner.
+        cronjob = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "deploy", "examples", "backup-cronjob.yaml")
+        self.kubectl("create", "namespace", "jobs-test")
+        with open(cronjob) as f:
+            text = f.read().replace("namespace: ordinal-system", "namespace: jobs-test")
+        self.kubectl("apply", "-f", "-", input=text)
+        self.kubectl("-n", "jobs-test", "create", "job", "now", "--from=cronjob/ordinal-backup-mysql")
+        cj = json.loads(self.kubectl("-n", "jobs-test", "get", "cronjob", "ordinal-backup-mysql",
+                                     "-o", "json").stdout)
+        job = json.loads(self.kubectl("-n", "jobs-test", "get", "job", "now", "-o", "json").stdout)
+        tmpl = cj["spec"]["jobTemplate"]["spec"]
+        self.assertEqual(job["spec"]["template"]["spec"], tmpl["template"]["spec"])
+        self.assertEqual(job["spec"]["backoffLimit"], tmpl["backoffLimit"])
+        self.assertEqual(job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+                         "manual")
+        self.assertEqual([(o["kind"], o["name"], o["uid"], o["controller"])
+                          for o in job["metadata"]["ownerReferences"]],
+                         [("CronJob", "ordinal-backup-mysql", cj["metadata"]["uid"], True)])
+        # A field the emulator cannot decode is refused, never dropped: a container's
+        # livenessProbe (Container field 10) is not in its table.
+        with_probe = text.replace("            imagePullPolicy: IfNotPresent\n",
+                                  "            imagePullPolicy: IfNotPresent\n"
+                                  "            livenessProbe:\n"
+                                  "              exec: {command: [\"true\"]}\n", 1)
+        self.assertNotEqual(with_probe, text)
+        self.kubectl("apply", "-f", "-", input=with_probe)
+        err = self.fails("-n", "jobs-test", "create", "job", "probe",
+                         "--from=cronjob/ordinal-backup-mysql")
+        self.assertIn("cannot decode field 10 of protobuf Job.JobSpec.PodTemplateSpec.PodSpec."
+                      "Container", err)
+
     def test_create_existing_name_is_already_exists(self):
         self.create_pvc("twice")
         err = self.fails("create", "-f", "-", input=PVC.format(name="twice", size="1Gi", app="x"))
