@@ -46,7 +46,7 @@ JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
 
 # Runbooks this file runs, and runbooks other tests run (name -> test).
 RUNBOOKS = {"one-node-backup", "one-node-restore", "one-node-retention", "install",
-            "cluster-backup-now", "cluster-backup", "cluster-restore"}
+            "cluster-backup-now", "cluster-backup", "cluster-restore", "cluster-restore-job"}
 RUN_ELSEWHERE = {}
 
 MARKER = re.compile(r"^\s*<!-- runbook: ([a-z0-9-]+) -->\s*$")
@@ -219,7 +219,11 @@ class JobRunner:
     def _run(self, job):
         name = job["metadata"]["name"]
         c = job["spec"]["template"]["spec"]["containers"][0]
+        # What a pod of the Job gets: the API's address, and its account (here a kubeconfig
+        # holding a token of the coordinator's ServiceAccount).
+        emu = self.cm.c.emu
         env = {"HOME": temp_dir("ordinal-job-home-"), "PATH": os.environ.get("PATH", ""),
+               "KUBERNETES_SERVICE_HOST": emu.host, "KUBERNETES_SERVICE_PORT": str(emu.port),
                "KUBECONFIG": self.cm.coord_kubeconfig}
         for src in c.get("envFrom", []):
             if "configMapRef" in src:
@@ -317,10 +321,9 @@ class TestClusterRunbooks(unittest.TestCase):
         self.assertEqual(out, self.cm.repo)
 
     def test_2_back_up_now(self):
-        for k in range(3):
-            claim = self.cm.c.claims()[f"mysql-data-mysql-{k}"]
-            pv = self.cm.c.pvs()[claim["spec"]["volumeName"]]
-            write_volume(pv["spec"]["hostPath"]["path"], seed=700 + k)
+        for k, path in self.mysql_paths().items():
+            write_volume(path, seed=700 + k)
+        type(self).mysql_before = {k: tree_hash(p) for k, p in self.mysql_paths().items()}
         cp = run_runbook("cluster-backup-now", self.env, self.site)
         listed = self.backups("default/mysql")
         self.assertEqual(len(listed), 1, cp.stderr)
@@ -330,6 +333,25 @@ class TestClusterRunbooks(unittest.TestCase):
         names = [n for n in self.jobs.logs if n.startswith("ordinal-backup-mysql-now-")]
         self.assertEqual(len(names), 1, self.jobs.logs)
         self.assertIsNone(self.job_condition(names[0]))
+
+    def mysql_paths(self):
+        out = {}
+        for k in range(3):
+            claim = self.cm.c.claims()[f"mysql-data-mysql-{k}"]
+            out[k] = self.cm.c.pvs()[claim["spec"]["volumeName"]]["spec"]["hostPath"]["path"]
+        return out
+
+    def test_4_restore_job(self):
+        # The Job restores default/mysql from its newest backup: the one of test_2.
+        paths = self.mysql_paths()
+        for k, path in paths.items():
+            write_volume(path, seed=1100 + k)
+        cp = run_runbook("cluster-restore-job", self.env, source_dir())
+        self.assertEqual({k: tree_hash(p) for k, p in paths.items()}, self.mysql_before,
+                         cp.stderr + self.jobs.logs.get("ordinal-restore-mysql", ""))
+        self.assertIn("restored; scaled back to 3", self.jobs.logs["ordinal-restore-mysql"])
+        self.cm.c.wait_pods_ready("mysql", 3)
+        self.assertIsNone(self.job_condition("ordinal-restore-mysql"))
 
     def test_3_backup_then_restore_by_hand(self):
         cm = self.cm
