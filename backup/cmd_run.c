@@ -167,6 +167,17 @@ static int resolve(struct run *run, ord_err *e)
                                "node name '%s' is longer than 63 characters and cannot be a "
                                "label value",
                                pv.node);
+            /* A lost node's volume: its task would wait for an agent that never comes. */
+            r = kube_get(run->client, &KUBE_RES_NODES, NULL, pv.node, NULL, e);
+            if (r == KUBE_E_NOT_FOUND)
+                return err_set(e, -EHOSTDOWN,
+                               "ordinal %d volume '%s' (claim '%s') is on node '%s', which no "
+                               "longer exists (no Node object): nothing can back it up; restore "
+                               "it onto another node (docs/operations.md, \"Node lost\"), or "
+                               "leave the ordinal out with --ordinals",
+                               (int)o, sts->templates[t], claim, pv.node);
+            if (r < 0)
+                return err_wrap(e, r, "cannot read node '%s'", pv.node);
             v->ordinal = o;
             snprintf(v->tmpl, sizeof(v->tmpl), "%s", sts->templates[t]);
             snprintf(v->pv, sizeof(v->pv), "%s", pv.name);
@@ -283,6 +294,8 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     bool one_node = true, prunes;
     int r;
 
+    /* First, so that a run that stops on a lost node (resolve) still cleans up after it. */
+    cluster_delete_tasks_of_gone_nodes(run->client, run->ns, "run");
     r = resolve(run, e);
     if (r < 0)
         return r;
@@ -310,7 +323,6 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     if (r < 0)
         return err_set_errno(e, r, "cannot choose a backup ID");
     delete_old_tasks(run);
-    cluster_delete_tasks_of_gone_nodes(run->client, run->ns, "run");
     cluster_progress("run", "backup %s of %s/%s: %zu volume(s), order %s", id, run->sts.ns,
                      run->sts.name, run->n, a->order);
 

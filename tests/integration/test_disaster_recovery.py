@@ -6,8 +6,8 @@ account and the RBAC of deploy/.
 - Node lost: the node of ordinal 0 loses its agent first (the restore says, after the
   --unclaimed-warning delay, that no agent took the task, and stops at --task-timeout), then the
   whole node (provisioner and agent stopped, Node object deleted, root directory gone). The
-  next restore deletes the gone node's task, names the claims and PVs the lost node holds with
-  the command that frees them; with the claims deleted but a PV forgotten, the provisioner of
+  next `run` deletes the gone node's task and refuses to back up the lost volume; the restore
+  names the claims and PVs the lost node holds with the command that frees them; with the claims deleted but a PV forgotten, the provisioner of
   the other node posts a Warning Event on the re-created claim with the command that frees it;
   running it lets `restore --place-lost-on` finish, and every ordinal's data is back on the
   node that is left.
@@ -114,17 +114,26 @@ class TestNodeLost(unittest.TestCase):
         cm.c.kubectl("delete", "node", lost)
         shutil.rmtree(cm.c.roots[lost])
 
-        # The next restore deletes the gone node's task and lists what the lost node holds,
-        # with the command that frees it, before it restores anything.
+        # A backup deletes the gone node's task and refuses, naming the lost volume, rather
+        # than hand a task to an agent that never comes (the StatefulSet is held at 0 by the
+        # restore above: --ordinals names the ordinal).
+        cp = cm.backup(*cm.run_args("--ordinals", "0"), check=False)
+        self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+        self.assertIn(f"ordinal-backup run: deleted task '{left[0]}' (restore of default/web "
+                      f"ordinal 0 volume 'data', phase Pending): its node '{lost}' no longer "
+                      "exists (no Node object), so no agent will take it", cp.stderr)
+        self.assertEqual([t for t in cm.tasks()
+                          if t["metadata"]["labels"]["ordinal.dev/node"] == lost], [])
+        self.assertIn(f"ordinal 0 volume 'data' (claim 'data-web-0') is on node '{lost}', which "
+                      "no longer exists (no Node object): nothing can back it up; restore it "
+                      "onto another node (docs/operations.md, \"Node lost\")", cp.stderr)
+
+        # The restore lists what the lost node holds, with the command that frees it, before
+        # it restores anything.
         args = cm.restore_args()
         as_documented(self, "Node lost (runbook)", cm, args, names)
         cp = cm.backup(*args, check=False)
         self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
-        self.assertIn(f"deleted task '{left[0]}' (restore of default/web ordinal 0 volume "
-                      f"'data', phase Pending): its node '{lost}' no longer exists (no Node "
-                      "object), so no agent will take it", cp.stderr)
-        self.assertEqual([t for t in cm.tasks()
-                          if t["metadata"]["labels"]["ordinal.dev/node"] == lost], [])
         for k in on_lost:
             self.assertIn(f"ordinal {k} volume 'data': claim 'data-web-{k}' is bound to "
                           f"PersistentVolume '{cm.vols[k]['pv']}' of node '{lost}', which no "
@@ -190,6 +199,64 @@ class TestNodeLost(unittest.TestCase):
             self.assertEqual(tree_hash(pv["spec"]["hostPath"]["path"]), before[k], k)
         self.assertIsNone((cm.record() or {}).get("default.web"))
         self.assertEqual(cm.refused(), {})
+
+
+class TestVolumeOnOtherNode(unittest.TestCase):
+    """The provisioner alone (no backup tools): a claim re-created with selected-node on a live
+    node while a Released PV of a lost node holds its ordinal used to stay Pending without a
+    word; now that node's provisioner says why on the claim, with the command that frees it,
+    and the claim binds once it is run."""
+
+    def test_event_and_the_command_that_frees(self):
+        from prov_cluster import Cluster, statefulset, storage_class
+        c = Cluster()
+        try:
+            c.apply(storage_class("ordinal"))
+            c.apply(statefulset("web", "ordinal", replicas=2))
+            c.wait_pods_ready("web", 2)
+            claims, pvs = c.claims(), c.pvs()
+            pv = claims["data-web-0"]["spec"]["volumeName"]
+            lost = pvs[pv]["metadata"]["annotations"]["ordinal.dev/node"]
+            keep = next(n for n in c.nodes if n != lost)
+            # The node is lost; the StatefulSet is scaled down and the claim deleted, so the
+            # PV is Released, and nobody is left to reclaim it.
+            self.assertEqual(c.procs[lost].terminate(), 0)
+            c.kubectl("delete", "node", lost)
+            c.kubectl("scale", "statefulset", "web", "--replicas=0")
+            wait_for(lambda: not [p for p in c.api_list("/api/v1/namespaces/default/pods")
+                                  if p["metadata"]["name"].startswith("web-")], 60, "no pods")
+            c.kubectl("delete", "pvc", "data-web-0")
+            wait_for(lambda: c.pvs()[pv].get("status", {}).get("phase") == "Released", 30,
+                     f"PV {pv} Released")
+            c.create_claim("data-web-0", "ordinal",
+                           annotations={"volume.kubernetes.io/selected-node": keep})
+            evs = wait_for(lambda: c.events(name="data-web-0", reason="VolumeOnOtherNode"), 60,
+                           "the VolumeOnOtherNode Event")
+            ev = evs[0]
+            self.assertEqual(ev["type"], "Warning")
+            self.assertEqual(ev["message"],
+                             f"PersistentVolume {pv} (Released, reclaim Delete) on node '{lost}' "
+                             "holds the data of default/web ordinal 0 'data', so this claim is "
+                             f"not provisioned on node '{keep}': only node '{lost}' may hand "
+                             f"that volume over or remove it. If node '{lost}' is gone for good, "
+                             f"free the ordinal: kubectl delete pv {pv} (this loses nothing "
+                             "that did not go with that node; bring the data back with "
+                             f"ordinal-backup restore); node '{keep}' then provisions a new, "
+                             f"empty volume. If node '{lost}' comes back, its provisioner acts "
+                             "on its own")
+            self.assertNotEqual(c.claims()["data-web-0"]["status"].get("phase"), "Bound")
+            # what the kubectl of a person shows
+            out = c.kubectl("describe", "pvc", "data-web-0").stdout
+            self.assertRegex(out, r"Warning\s+VolumeOnOtherNode")
+            sh_cp = subprocess.run(["sh", "-c", re.search(r"free the ordinal: (kubectl delete pv "
+                                                          r"\S+) \(", ev["message"]).group(1)],
+                                   env=c.emu.env, capture_output=True, text=True, timeout=60)
+            self.assertEqual(sh_cp.returncode, 0, sh_cp.stderr)
+            bound = c.wait_bound(["data-web-0"], timeout=60)
+            new = c.pvs()[bound["data-web-0"]["spec"]["volumeName"]]
+            self.assertEqual(new["metadata"]["annotations"]["ordinal.dev/node"], keep)
+        finally:
+            c.close()
 
 
 SERVICE = {"apiVersion": "v1", "kind": "Service",
