@@ -747,7 +747,13 @@ static int check_dir_at(const struct file_repo *fr, int dirfd, const char *name,
      * ids, groups and capabilities: root's DAC_OVERRIDE, root_squash and ACLs included. */
     if (fd < 0 ||
         faccessat(dirfd, name, R_OK | W_OK | X_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0) {
-        if (fd < 0 || errno == EACCES || errno == EPERM || errno == EROFS)
+        if (fd >= 0 && errno == EROFS)
+            return err_set(e, -EROFS,
+                           "directory '%s%s%s' is on a read-only file system (mounted read-only, "
+                           "or an NFS export without rw): no backup, restore or prune can write "
+                           "there",
+                           fr->path, key[0] ? "/" : "", key);
+        if (fd < 0 || errno == EACCES || errno == EPERM)
             return denied(fr->path, fr->gid, key, &st, -EACCES, e);
         return err_set_errno(e, -errno, "cannot check directory '%s' in '%s'", key, fr->path);
     }
