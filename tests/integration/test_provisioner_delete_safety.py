@@ -61,6 +61,10 @@ class DeleteSafety(unittest.TestCase):
         claims = c.wait_bound([name])
         pv_name = claims[name]["spec"]["volumeName"]
         path = c.pvs()[pv_name]["spec"]["hostPath"]["path"]
+        # The provisioner renames the prepared directory into place right after creating the PV
+        # (docs/internals/provisioner.md), so the claim can be Bound a moment before the
+        # directory is at its path: what the kubelet meets as a mount retried.
+        wait_for(lambda: os.path.isdir(path), 30, f"the directory of {name}")
         return pv_name, path
 
     def fill_hostile(self, path):
