@@ -291,7 +291,7 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     char id[ID_MAX], key[REPO_KEY_MAX + 1];
     double started = cli_now(), t0 = cli_monotonic();
     size_t n_ords = 0;
-    bool one_node = true, prunes;
+    bool one_node = true, prunes, copied = false;
     int r;
 
     /* First, so that a run that stops on a lost node (resolve) still cleans up after it. */
@@ -354,6 +354,7 @@ static int run_backup_cluster(struct run *run, ord_err *e)
         one_node = one_node && streq(v->node, run->v[0].node);
     }
 
+    copied = true;
     b.sts = run->sts;
     snprintf(b.order, sizeof(b.order), "%s", a->order);
     /* Each volume's manifest names its node; backup.json names one only when there is one. */
@@ -397,6 +398,8 @@ static int run_backup_cluster(struct run *run, ord_err *e)
     return r < 0 ? err_set(e, r, "out of memory") : 0;
 
 fail:
+    if (copied)
+        volop_not_committed(repo, &run->sts, id, run->n, r, e);
     /* Remove what this run wrote; had we been killed, prune would do it later. */
     if (repo_key_backup_dir(key, sizeof(key), run->sts.ns, run->sts.name, id) == 0)
         (void)repo_remove_prefix(repo, key, NULL);
