@@ -866,7 +866,11 @@ int cmd_agent(int argc, char **argv)
         .n_opts = ARRAY_SIZE(opts),
         .epilog = "Example:\n"
                   "  ordinal-backup agent --node-name node-a --root /var/lib/ordinal "
-                  "--repo s3://backups/ordinal\n",
+                  "--repo s3://backups/ordinal\n\n"
+                  "Exit status: 0 after SIGTERM or SIGINT (once the task in progress is done), "
+                  "1 when it cannot start (repository, Kubernetes configuration, metrics "
+                  "address) or its watch fails for good, 2 on a usage error. Another agent of "
+                  "the same node (same --root) makes it wait, not exit.\n",
     };
 
     r = opts_parse(&cmd, CLI_PROG, ORDINAL_VERSION, argc, argv, 2);

@@ -765,7 +765,8 @@ int cmd_restore(int argc, char **argv)
         {"kubeconfig", OPT_STRING, &a.kubeconfig, "FILE",
          "Cluster mode: scale the StatefulSet to 0, re-create missing claims, restore every "
          "volume through the agent of its node, scale back. In a pod, cluster mode is the "
-         "default when --root is not given.",
+         "default when --root is not given, with $KUBECONFIG if it is set, else the pod's "
+         "service account. Excludes --root.",
          NULL, 0, 0, NULL, NULL, false},
         {"namespace", OPT_STRING, &a.ns, "NS", "Cluster mode: namespace of the VolumeTasks.",
          "the pod's namespace, else ordinal-system", 0, 0, NULL, NULL, false},
@@ -857,6 +858,13 @@ int cmd_restore(int argc, char **argv)
         cli_error("restore", "--%s is for cluster mode: give --kubeconfig FILE (or run in a "
                   "pod without --root)",
                   a.create ? "create" : a.to ? "to" : "place-lost-on");
+        return CLI_EXIT_USAGE;
+    }
+    if (a.kubeconfig && a.root) {
+        cli_error("restore",
+                  "--root and --kubeconfig exclude each other: --root restores the volumes of "
+                  "this node, --kubeconfig restores a StatefulSet through the agent of each "
+                  "node; give one");
         return CLI_EXIT_USAGE;
     }
     if (a.kubeconfig || (!a.root && getenv("KUBERNETES_SERVICE_HOST"))) {

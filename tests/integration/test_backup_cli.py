@@ -229,12 +229,27 @@ class TestUsage(Base):
                    msg="'yesterday' is not a backup ID")
         self.usage("restore", "--repo", r, "--statefulset", "default/web", "--order", "random",
                    msg="is not one of")
+        self.usage("restore", "--repo", r, "--statefulset", "default/web", "--root", root,
+                   "--kubeconfig", os.path.join(self.dir, "kubeconfig"),
+                   msg="--root and --kubeconfig exclude each other")
+        self.usage("restore", "--repo", r, "--statefulset", "default/web", "--kubeconfig",
+                   os.path.join(self.dir, "kubeconfig"), "--dry-run",
+                   msg="--dry-run checks the volumes of this node")
         self.usage("verify", "--repo", r, "--backup", "2026", msg="is not a backup ID")
         self.usage("prune", "--repo", r, msg="no retention policy")
         self.usage("prune", "--repo", r, "--keep-last", "0", msg="out of range")
         self.usage("list", msg="--repo is required")
         self.usage("nonsense", msg="unknown command 'nonsense'")
         self.assertEqual(self.b.run().returncode, 2)
+
+    def test_help_names_exit_status_and_environment(self):
+        """Issue 17 part 5: every command's --help says its exit statuses; restore and run say
+        that they read $KUBECONFIG."""
+        for cmd in ("backup", "restore", "list", "verify", "prune", "run", "agent"):
+            out = self.b.run(cmd, "--help", check=0).stdout
+            self.assertIn("Exit status:", out, cmd)
+        for cmd in ("restore", "run", "agent"):
+            self.assertIn("KUBECONFIG", self.b.run(cmd, "--help", check=0).stdout, cmd)
 
     def test_help(self):
         for cmd in ("backup", "restore", "list", "verify", "prune"):
