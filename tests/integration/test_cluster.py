@@ -91,9 +91,12 @@ class ClusterMode:
         status, body = self.c.emu.api("GET", RECORD)
         return (body.get("data") or {}) if status == 200 else None
 
+    # Words put before the agent's command line (e.g. setpriv, to take capabilities away).
+    agent_prefix = ()
+
     def start_agent(self, node, *extra):
-        p = Proc([BACKUP, "agent", "--kubeconfig", self.c.emu.kubeconfig, "--node-name", node,
-                  "--root", self.c.roots[node], "--repo", self.repo, "--log-level", "debug",
+        p = Proc([*self.agent_prefix, BACKUP, "agent", "--kubeconfig", self.c.emu.kubeconfig,
+                  "--node-name", node, "--root", self.c.roots[node], "--repo", self.repo, "--log-level", "debug",
                   "--health-file", self.health_file(node),
                   *self.agent_args, *extra],
                  env=self.c.emu.env, name=f"agent-{node}-{len(self.agent_logs[node])}",

@@ -39,27 +39,10 @@ def sh(*cmd):
 class UnprivilegedAgents(ClusterMode):
     """ClusterMode whose agents can be restarted without some capabilities (setpriv)."""
 
-    drop = None
-
-    def start_agent(self, node, *extra):
-        if not self.drop:
-            return super().start_agent(node, *extra)
-        p = Proc(["setpriv", "--bounding-set", self.drop, "--", BACKUP, "agent", "--kubeconfig",
-                  self.c.emu.kubeconfig, "--node-name", node, "--root", self.c.roots[node],
-                  "--repo", self.repo, "--health-file", self.health_file(node), *extra],
-                 env=self.c.emu.env, name=f"agent-{node}-{len(self.agent_logs[node])}",
-                 log_dir=self.c.base)
-        self.agents[node] = p
-        self.agent_logs[node].append(p)
-        wait_for(lambda: "serving node" in p.log() or not p.running(), 30,
-                 f"agent of {node} to start")
-        return p
-
     def restart_agent(self, node, drop):
         self.agents[node].terminate()
-        self.drop = drop
+        self.agent_prefix = ("setpriv", "--bounding-set", drop, "--") if drop else ()
         self.start_agent(node)
-        wait_for(lambda: "serving node" in self.agents[node].log(), 30, f"agent of {node}")
 
 
 class TestClusterRestoreFaults(unittest.TestCase):
