@@ -146,7 +146,7 @@ int engine_restore_device(const struct byte_source *source, const struct engine_
 
 /*
  * Atomically exchanges the live entry and the staging entry (renameat2 RENAME_EXCHANGE, same
- * directory), then removes what is now at staging_path (the old content) without following
+ * directory; staging must be on disk already, as engine_restore_dir leaves it), then removes what is now at staging_path (the old content) without following
  * symlinks or crossing mounts. A crash between the two steps leaves the old content under
  * the staging name, which the next restore or prune removes.
  */

@@ -1,10 +1,9 @@
 /*
  * engine_swap.c - puts a restored staging directory in place of the live one.
  *
- * The restored content is flushed first (syncfs of its filesystem: one call instead of an
- * fsync per file; it also flushes whatever else is dirty on that filesystem), because the old
- * content is removed right after the exchange and a power cut must then find the new one on
- * disk. renameat2(RENAME_EXCHANGE) swaps the two names in one step, so at every instant the live
+ * The restored content must be on disk before: engine_restore_dir flushed it (and reported
+ * its writeback errors), because the old content is removed right after the exchange and a
+ * power cut must then find the new one on disk. renameat2(RENAME_EXCHANGE) swaps the two names in one step, so at every instant the live
  * name holds either the whole old content or the whole restored one; the parent is fsync'ed
  * so that the exchange survives a crash, and only then is the old content (now under the
  * staging name) removed with fs_rmtree_at, which never follows a symlink or crosses a mount.
@@ -41,16 +40,6 @@ int engine_open_parent(const char *path, int *ret_fd, const char **ret_base, ord
         return err_set_errno(e, -errno, "cannot open directory '%s'", dir);
     *ret_fd = fd;
     *ret_base = base;
-    return 0;
-}
-
-/* syncfs of the filesystem that holds dirfd/name (errors of the writeback too, Linux 5.8+). */
-static int flush_fs(int dirfd, const char *name)
-{
-    _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-    if (fd < 0 || syncfs(fd) < 0)
-        return -errno;
     return 0;
 }
 
@@ -92,12 +81,6 @@ int engine_swap(const char *live_path, const char *staging_path, ord_err *e)
         return err_set_errno(e, -errno, "staging entry '%s'", staging_path);
     if (!S_ISDIR(b.st_mode))
         return err_set(e, -ENOTDIR, "staging entry '%s' is not a directory", staging_path);
-    r = flush_fs(lfd, sbase);
-    if (r < 0) {
-        err_set_errno(e, r, "cannot flush the restored content of '%s' to disk", staging_path);
-        return drop_staging(lfd, sbase, r, e);
-    }
-
     if (renameat2(lfd, sbase, lfd, lbase, RENAME_EXCHANGE) < 0) {
         if (errno != ENOENT || fstatat(lfd, lbase, &a, AT_SYMLINK_NOFOLLOW) == 0) {
             r = err_set_errno(e, -errno, "cannot exchange '%s' and '%s'", staging_path,
