@@ -35,13 +35,15 @@ class ClusterMode:
     """A Cluster plus the VolumeTask CRD, the ordinal-system namespace, a repository and one agent
     per node, with the StatefulSet default/web (3 replicas, one template 'data') bound."""
 
-    def __init__(self, agent_args=(), replicas=3):
+    def __init__(self, agent_args=(), replicas=3, repo=None):
+        """replicas None: ordinal installed but no StatefulSet (a fresh cluster); repo: the
+        agents' repository (default: a new one)."""
         if not os.path.exists(BACKUP):
             skip(f"{BACKUP} is not built")
         if not os.path.exists(CRD):
             skip(f"{CRD} is missing")
         self.c = Cluster()
-        self.repo = os.path.join(temp_dir("ordinal-cluster-repo-"), "repo")
+        self.repo = repo or os.path.join(temp_dir("ordinal-cluster-repo-"), "repo")
         self.c.kubectl("apply", "-f", CRD)
         self.c.kubectl("create", "namespace", NS)
         wait_for(lambda: self.c.emu.api("GET", TASKS)[0] == 200, 20, "the VolumeTask resource")
@@ -56,9 +58,11 @@ class ClusterMode:
         for n in self.c.nodes:
             self.start_agent(n)
         self.c.apply(storage_class("ordinal"))
+        self.vols = {}
+        if replicas is None:
+            return
         self.c.apply(statefulset("web", "ordinal", replicas=replicas))
         self.c.wait_pods_ready("web", replicas)
-        self.vols = {}
         for k in range(replicas):
             claim = self.c.claims()[f"data-web-{k}"]
             pv = self.c.pvs()[claim["spec"]["volumeName"]]

@@ -270,27 +270,10 @@ SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation", "m
 class FreshCluster(ClusterMode):
     """A new cluster (a fresh emulator, empty node disks) with ordinal installed - the CRD,
     deploy/'s RBAC and restore record, a provisioner and an agent per node, the StorageClass -
-    and the agents on the repository `repo` of the cluster that was lost; no StatefulSet. The
-    set-up of ClusterMode.__init__ up to the StatefulSet, which this cluster must not have."""
+    and the agents on the repository `repo` of the cluster that was lost; no StatefulSet."""
 
-    def __init__(self, repo):  # pylint: disable=super-init-not-called
-        from prov_cluster import Cluster, storage_class
-        from test_cluster import CRD, DEPLOY
-        self.c = Cluster()
-        self.repo = repo
-        self.c.kubectl("apply", "-f", CRD)
-        self.c.kubectl("create", "namespace", NS)
-        wait_for(lambda: self.c.emu.api("GET", TASKS)[0] == 200, 20, "the VolumeTask resource")
-        self.c.kubectl("apply", "-f", os.path.join(DEPLOY, "rbac-coordinator.yaml"),
-                       "-f", os.path.join(DEPLOY, "restore-record.yaml"))
-        self.coord_kubeconfig = self.account_kubeconfig("ordinal-coordinator")
-        self.agent_args = []
-        self.agents = {}
-        self.agent_logs = {n: [] for n in self.c.nodes}
-        for n in self.c.nodes:
-            self.start_agent(n)
-        self.c.apply(storage_class("ordinal"))
-        self.vols = {}
+    def __init__(self, repo):
+        super().__init__(replicas=None, repo=repo)
 
 
 def volumes(cm, sts="web", ns="default"):
